@@ -1,0 +1,110 @@
+"""Checkpoint I/O: atomic safetensors writes, safe loads, and short names for shipped weights.
+
+A model file is one safetensors file whose metadata carries `format` and the model's `config` as
+JSON, so a checkpoint of another architecture is refused with a clear message before any tensor is
+touched. Short names (`toy-teacher`, ...) resolve to files shipped inside the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .models.dit import DiT, DiTConfig
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+SHORT_NAMES = {
+    "toy-teacher": "toy-teacher.safetensors",
+}
+DIT_FORMAT = "stream-r1-dit"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file, the problem and the fix."""
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """Map a short name or a path to an existing file."""
+    key = str(name_or_path)
+    if key in SHORT_NAMES:
+        path = WEIGHTS_DIR / SHORT_NAMES[key]
+        if not path.exists():
+            raise CheckpointError(f"shipped checkpoint {key!r} is missing at {path}; reinstall the package")
+        return path
+    path = Path(key)
+    if path.is_dir() and (path / "model.safetensors").exists():
+        path = path / "model.safetensors"
+    if not path.exists():
+        raise CheckpointError(
+            f"no checkpoint {key!r}: not a file and not one of the short names {sorted(SHORT_NAMES)}"
+        )
+    return path
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same directory, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Atomically save tensors with string metadata as safetensors."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def load_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load tensors and metadata of a safetensors file; a corrupt file raises CheckpointError."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not safetensors ({err}); use another file") from err
+    return tensors, meta
+
+
+def save_dit(path: Path, model: DiT, extra: dict | None = None) -> None:
+    """Save a DiT with its config (and optional JSON-able extras) in the metadata."""
+    meta = {"format": DIT_FORMAT, "config": json.dumps(model.cfg.to_dict())}
+    if extra:
+        meta["extra"] = json.dumps(extra)
+    save_state_dict(path, model.state_dict(), meta)
+
+
+def load_dit(name_or_path: str | os.PathLike, **overrides) -> tuple[DiT, dict]:
+    """Build a DiT from a checkpoint; `overrides` change config fields (e.g. causal=True)."""
+    path = resolve_checkpoint(name_or_path)
+    tensors, meta = load_state_dict(path)
+    if meta.get("format") != DIT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a stream-r1 DiT checkpoint (format={meta.get('format')!r}); "
+            "pass a file written by stream-r1 or convert it with stream_r1.models.wan_io"
+        )
+    cfg = DiTConfig.from_dict({**json.loads(meta["config"]), **overrides})
+    model = DiT(cfg)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    bad_shapes = [k for k, v in tensors.items() if k in own and own[k].shape != v.shape]
+    if missing or unexpected or bad_shapes:
+        raise CheckpointError(
+            f"{path} does not fit the DiT config it carries: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, wrong shapes {bad_shapes[:5]}; the file was probably edited by hand"
+        )
+    model.load_state_dict(tensors)
+    return model, json.loads(meta.get("extra", "{}"))

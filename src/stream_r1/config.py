@@ -1,0 +1,51 @@
+"""YAML run configs: load a packaged or user file and apply `--set key.sub=value` overrides."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used."""
+
+
+def resolve_config(name_or_path: str) -> Path:
+    """A path, or the name of a packaged config (with or without `configs/` and `.yaml`)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    packaged = CONFIG_DIR / (path.stem + ".yaml")
+    if packaged.exists():
+        return packaged
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"no config {name_or_path!r}; give a YAML path or one of the packaged configs {names}")
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read a YAML config and apply `key.sub=value` overrides (values parsed as YAML)."""
+    path = resolve_config(name_or_path)
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {err}") from err
+    cfg = copy.deepcopy(cfg)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        node = cfg
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section of the config")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"override {item!r}: unknown key {parts[-1]!r}; known: {sorted(node)}")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return cfg

@@ -1,0 +1,1 @@
+"""Flow-matching schedules and samplers (pure functions of model, x and sigmas)."""

@@ -1,0 +1,122 @@
+"""Samplers as small pure functions of (model, latents, sigmas, conditioning) (docs/method.md §1).
+
+- `sample_euler_cfg`: the teacher's deterministic flow ODE with classifier-free guidance, whole clip.
+- `stream_chunks`: the streaming student — per chunk a few denoising steps through the KV cache,
+  x0 re-noised to the next level between steps, then the finished chunk re-run at t = 0 to write a
+  clean cache entry. Yields each chunk as soon as it is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from ..models.dit import DiT
+from . import flow
+
+Generators = torch.Generator | list[torch.Generator] | None
+
+
+def randn(shape: tuple[int, ...] | torch.Size, generator: Generators = None) -> torch.Tensor:
+    """Standard normal draws; with one generator per sample, each sample's draw ignores the batch."""
+    if isinstance(generator, list):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in generator])
+    return torch.randn(tuple(shape), generator=generator)
+
+
+def guided_flow(
+    model: DiT,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond: torch.Tensor,
+    uncond: torch.Tensor | None,
+    guidance: float,
+) -> torch.Tensor:
+    """Flow with classifier-free guidance: u + g·(c − u), cond and uncond run as one batch."""
+    if uncond is None or guidance == 1.0:
+        return model(x, t, cond)
+    both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))
+    c, u = both.chunk(2)
+    return u + guidance * (c - u)
+
+
+@torch.no_grad()
+def sample_euler_cfg(
+    model: DiT,
+    noise: torch.Tensor,
+    sigmas: torch.Tensor,
+    cond: torch.Tensor,
+    uncond: torch.Tensor | None = None,
+    guidance: float = 1.0,
+) -> torch.Tensor:
+    """Integrate dx/dσ = flow from σ = sigmas[0] down to sigmas[-1] with Euler steps."""
+    x = noise
+    b = x.shape[0]
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        t = flow.timestep(s).expand(b)
+        x = x + (s_next - s) * guided_flow(model, x, t, cond, uncond, guidance)
+    return x
+
+
+def denoising_sigmas(timesteps: list[float] | torch.Tensor, shift: float) -> torch.Tensor:
+    """The student's denoising steps, e.g. [1000, 750, 500, 250], warped through the shifted schedule."""
+    t = torch.as_tensor(timesteps, dtype=torch.float32) / flow.NUM_TRAIN_TIMESTEPS
+    return flow.shift_sigma(t, shift)
+
+
+def denoise_chunk(
+    model: DiT,
+    noise: torch.Tensor,
+    sigmas: torch.Tensor,
+    cond: torch.Tensor,
+    cache,
+    generator: Generators = None,
+    stop_after: int | None = None,
+) -> torch.Tensor:
+    """Few-step denoising of one chunk against a read-only cache; returns the x0 prediction.
+
+    Between steps the x0 prediction is re-noised to the next level with fresh noise (self-forcing).
+    `stop_after` ends early at that step index (the rollout's random exit step).
+    """
+    b = noise.shape[0]
+    x = noise
+    last = len(sigmas) - 1 if stop_after is None else stop_after
+    cache.writing = False
+    for i, s in enumerate(sigmas):
+        x0 = flow.x0_from_flow(x, model(x, flow.timestep(s).expand(b), cond, kv_cache=cache), s)
+        if i == last:
+            return x0
+        eps = randn(x0.shape, generator).to(device=x0.device, dtype=x0.dtype)
+        x = flow.add_noise(x0, eps, sigmas[i + 1])
+    return x0
+
+
+@torch.no_grad()
+def write_cache(model: DiT, x0: torch.Tensor, cond: torch.Tensor, cache, t_clean: float = 0.0) -> None:
+    """Re-run a finished chunk at t ≈ 0 to append its clean keys/values to the cache."""
+    cache.writing = True
+    model(x0, torch.full((x0.shape[0],), t_clean, device=x0.device), cond, kv_cache=cache)
+    cache.writing = False
+
+
+@torch.no_grad()
+def stream_chunks(
+    model: DiT,
+    noise: torch.Tensor,
+    sigmas: torch.Tensor,
+    cond: torch.Tensor,
+    generator: Generators = None,
+) -> Iterator[torch.Tensor]:
+    """Generate a video chunk by chunk through the KV cache; yields latents [B, C, fpc, h, w]."""
+    fpc = model.cfg.frames_per_chunk
+    frames = noise.shape[2]
+    if frames % fpc:
+        raise ValueError(f"{frames} latent frames is not a whole number of chunks of {fpc}")
+    cache = model.new_cache()
+    for start in range(0, frames, fpc):
+        x0 = denoise_chunk(model, noise[:, :, start : start + fpc], sigmas, cond, cache, generator)
+        write_cache(model, x0, cond, cache)
+        yield x0

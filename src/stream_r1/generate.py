@@ -1,0 +1,59 @@
+"""`stream-r1 generate`: videos for prompts, written as MP4 + npz with a manifest."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .checkpoint import atomic_write
+from .pipeline import VideoPipeline, to_uint8
+from .toyworld.prompts import PromptError, parse_prompt
+from .video_io import write_mp4, write_npz
+
+
+def read_prompts(prompts: list[str], prompts_file: str | None) -> list[str]:
+    """Prompts from the command line and/or a file (one per line, blank lines and #comments skipped)."""
+    out = list(prompts or [])
+    if prompts_file:
+        path = Path(prompts_file)
+        if not path.exists():
+            raise FileNotFoundError(f"prompts file {path} does not exist")
+        out += [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if not out:
+        raise PromptError("no prompts given; pass --prompt TEXT or --prompts FILE")
+    for p in out:
+        parse_prompt(p)
+    return out
+
+
+def generate_to_dir(
+    pipe: VideoPipeline, prompts: list[str], frames: int, seed: int, out: Path, steps: int | None = None
+) -> list[dict]:
+    """Generate prompt i with seed `seed + i` into OUT/i.mp4 and OUT/i.npz; write OUT/manifest.json."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe.check_frames(frames)
+    chunks_per_video = frames // pipe.frames_per_chunk if pipe.model.cfg.causal else 1
+    manifest = []
+    bar = tqdm(total=len(prompts) * chunks_per_video, desc="generate (chunks)", unit="chunk", dynamic_ncols=True)
+    for i, prompt in enumerate(prompts):
+        start = time.perf_counter()
+        parts = []
+        for chunk in pipe.stream([prompt], frames, seed + i, steps=steps):
+            parts.append(chunk[0])
+            bar.update(1)
+        seconds = time.perf_counter() - start
+        video = to_uint8(torch.cat(parts)).numpy()
+        write_npz(out / f"{i}.npz", video)
+        write_mp4(out / f"{i}.mp4", video)
+        manifest.append(
+            {"index": i, "prompt": prompt, "seed": seed + i, "frames": int(video.shape[0]),
+             "seconds": round(seconds, 4), "npz": f"{i}.npz", "mp4": f"{i}.mp4"}
+        )
+    bar.close()
+    atomic_write(out / "manifest.json", lambda p: Path(p).write_text(json.dumps(manifest, indent=1)))
+    return manifest

@@ -1,0 +1,53 @@
+"""Writing videos people can open: MP4 (upscaled for viewing), raw npz frames, image grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+from .checkpoint import atomic_write
+
+
+def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscale of uint8 [T, H, W, 3] so tiny toy frames stay crisp when viewed."""
+    return frames.repeat(scale, axis=1).repeat(scale, axis=2) if scale > 1 else frames
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int = 8, scale: int = 8) -> None:
+    """H.264 MP4 of uint8 [T, H, W, 3], written atomically."""
+    big = upscale(np.asarray(frames, dtype=np.uint8), scale)
+    atomic_write(
+        Path(path),
+        lambda tmp: iio.imwrite(tmp, big, extension=".mp4", fps=fps, codec="libx264", macro_block_size=1),
+    )
+
+
+def write_npz(path: Path, frames: np.ndarray) -> None:
+    """Raw frames, key `frames`: uint8 [T, H, W, 3], written atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, frames=np.asarray(frames, dtype=np.uint8))
+
+    atomic_write(Path(path), write)
+
+
+def frame_strip(videos: list[np.ndarray], scale: int = 4, gap: int = 1) -> np.ndarray:
+    """One image: a row per video, its frames side by side (uint8 [H', W', 3])."""
+    rows = []
+    for v in videos:
+        v = upscale(np.asarray(v, dtype=np.uint8), scale)
+        t, h, w, _ = v.shape
+        row = np.full((h, t * (w + gap) - gap, 3), 128, np.uint8)
+        for i in range(t):
+            row[:, i * (w + gap) : i * (w + gap) + w] = v[i]
+        rows.append(row)
+    width = max(r.shape[1] for r in rows)
+    out = np.full((sum(r.shape[0] + gap for r in rows) - gap, width, 3), 128, np.uint8)
+    y = 0
+    for r in rows:
+        out[y : y + r.shape[0], : r.shape[1]] = r
+        y += r.shape[0] + gap
+    return out
