@@ -10,6 +10,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError
 from .config import ConfigError, load_config
 from .toyworld.prompts import PromptError
+from .toyworld.render import NUM_FRAMES
 
 USER_ERRORS = (CheckpointError, ConfigError, PromptError, FileNotFoundError)
 
@@ -22,6 +23,24 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     print(f"teacher weights: {path}")
 
 
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .generate import generate_to_dir, read_prompts
+    from .pipeline import VideoPipeline
+
+    prompts = read_prompts(args.prompt, args.prompts)
+    pipe = VideoPipeline.from_checkpoint(args.checkpoint)
+    frames = args.frames if args.frames is not None else NUM_FRAMES
+    manifest = generate_to_dir(pipe, prompts, frames, args.seed, Path(args.out), steps=args.steps)
+    print(f"wrote {len(manifest)} videos to {args.out} (manifest.json, i.mp4, i.npz)")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stream-r1", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -32,6 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (checkpoints, TensorBoard, weights)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("generate", help="generate videos (streamed chunk by chunk for causal checkpoints)")
+    p.add_argument("--checkpoint", default="toy-teacher", help="short name (toy-teacher, ...) or safetensors path")
+    p.add_argument("--prompt", action="append", default=[], help="a prompt; repeat for several")
+    p.add_argument("--prompts", help="file with one prompt per line")
+    p.add_argument("--frames", type=positive_int,
+                   help=f"frames per video, a multiple of the chunk size (default {NUM_FRAMES})")
+    p.add_argument("--steps", type=positive_int, help="sampling steps (default: the checkpoint's own)")
+    p.add_argument("--seed", type=int, default=0, help="prompt i uses seed+i")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 
@@ -40,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, ValueError) as err:
         print(f"stream-r1 {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -70,12 +70,11 @@ class VideoPipeline:
         if frames <= 0 or frames % fpc:
             raise ValueError(f"--frames {frames} is not a whole number of chunks; use a positive multiple of {fpc}")
 
-    def initial_noise(self, batch: int, frames: int, size: int, seed: int) -> tuple[torch.Tensor, list]:
-        """Per-sample seeded latent noise [B, C, F, h, w] and the per-sample generators."""
-        gens = [torch.Generator().manual_seed(seed + i) for i in range(batch)]
+    def latent_shape(self, batch: int, frames: int) -> tuple[int, int, int, int, int]:
+        """Latent shape [B, C, F, h, w] of `frames` pixel frames."""
         f = self.codec.space_factor
-        shape = (batch, self.codec.latent_channels, frames // self.codec.time_factor, size // f, size // f)
-        return randn(shape, gens), gens
+        size = self.frame_size // f
+        return (batch, self.codec.latent_channels, frames // self.codec.time_factor, size, size)
 
     @torch.no_grad()
     def stream(
@@ -84,18 +83,22 @@ class VideoPipeline:
         """Yield decoded pixel chunks [B, t, 3, H, W] as they are generated."""
         self.check_frames(frames)
         cond = self.text(prompts)
-        noise, gens = self.initial_noise(len(prompts), frames, self.frame_size, seed)
+        gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
+        shape = self.latent_shape(len(prompts), frames)
         s = self.sampler
         if self.model.cfg.causal:
             timesteps = s.denoising_timesteps
             if steps is not None:
                 timesteps = torch.linspace(1000, 1000 / steps, steps).tolist()
             sigmas = denoising_sigmas(timesteps, s.shift)
-            for chunk in stream_chunks(self.model, noise, sigmas, cond, gens):
+            fpc = self.model.cfg.frames_per_chunk
+            chunk_shape = (*shape[:2], fpc, *shape[3:])
+            for chunk in stream_chunks(self.model, shape[2] // fpc, chunk_shape, sigmas, cond, gens):
                 yield self.codec.decode(chunk)
         else:
             sigmas = flow.sampling_sigmas(steps or s.steps, s.shift)
             uncond = self.text([""] * len(prompts))
+            noise = randn(shape, gens)
             yield self.codec.decode(sample_euler_cfg(self.model, noise, sigmas, cond, uncond, s.guidance))
 
     def generate(self, prompts: list[str], frames: int, seed: int, steps: int | None = None) -> torch.Tensor:

@@ -35,7 +35,7 @@ def batch_for_step(seed: int, step: int, batch_size: int, cfg_dropout: float):
     attrs = [train[i] for i in idx]
     videos, _ = sample_videos(attrs, gen)
     drop = torch.rand(batch_size, generator=gen) < cfg_dropout
-    prompts = ["" if d else a.text for a, d in zip(attrs, drop)]
+    prompts = ["" if d else a.text for a, d in zip(attrs, drop, strict=True)]
     return prompts, videos, gen
 
 

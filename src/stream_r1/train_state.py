@@ -76,7 +76,9 @@ def load_training_state(
         try:
             opt.load_state_dict(torch.load(ckpt / f"{name}.pt", weights_only=True))
         except Exception as err:  # torch raises several types for truncated pickles
-            raise CheckpointError(f"{ckpt}/{name}.pt is corrupt ({err}); delete {ckpt} to resume from the one before") from err
+            raise CheckpointError(
+                f"{ckpt}/{name}.pt is corrupt ({err}); delete {ckpt} to resume from the one before"
+            ) from err
     rng = torch.load(ckpt / "rng.pt", weights_only=True)
     torch.set_rng_state(rng["torch"])
     return json.loads((ckpt / "state.json").read_text())

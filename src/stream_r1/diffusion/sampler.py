@@ -55,7 +55,7 @@ def sample_euler_cfg(
     """Integrate dx/dσ = flow from σ = sigmas[0] down to sigmas[-1] with Euler steps."""
     x = noise
     b = x.shape[0]
-    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+    for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
         t = flow.timestep(s).expand(b)
         x = x + (s_next - s) * guided_flow(model, x, t, cond, uncond, guidance)
     return x
@@ -105,18 +105,21 @@ def write_cache(model: DiT, x0: torch.Tensor, cond: torch.Tensor, cache, t_clean
 @torch.no_grad()
 def stream_chunks(
     model: DiT,
-    noise: torch.Tensor,
+    num_chunks: int,
+    chunk_shape: tuple[int, ...],
     sigmas: torch.Tensor,
     cond: torch.Tensor,
     generator: Generators = None,
 ) -> Iterator[torch.Tensor]:
-    """Generate a video chunk by chunk through the KV cache; yields latents [B, C, fpc, h, w]."""
-    fpc = model.cfg.frames_per_chunk
-    frames = noise.shape[2]
-    if frames % fpc:
-        raise ValueError(f"{frames} latent frames is not a whole number of chunks of {fpc}")
+    """Generate a video chunk by chunk through the KV cache; yields latents `chunk_shape` [B, C, fpc, h, w].
+
+    Each chunk draws its own noise when it starts, so chunk k never depends on how many follow.
+    """
+    if chunk_shape[2] != model.cfg.frames_per_chunk:
+        raise ValueError(f"chunk of {chunk_shape[2]} frames; the model streams {model.cfg.frames_per_chunk}")
     cache = model.new_cache()
-    for start in range(0, frames, fpc):
-        x0 = denoise_chunk(model, noise[:, :, start : start + fpc], sigmas, cond, cache, generator)
+    for _ in range(num_chunks):
+        noise = randn(chunk_shape, generator).to(cond.device)
+        x0 = denoise_chunk(model, noise, sigmas, cond, cache, generator)
         write_cache(model, x0, cond, cache)
         yield x0
