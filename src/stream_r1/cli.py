@@ -34,6 +34,27 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(f"wrote {len(manifest)} videos to {args.out} (manifest.json, i.mp4, i.npz)")
 
 
+def cmd_ode_init(args: argparse.Namespace) -> None:
+    from .distill.ode_init import ode_init
+
+    path = ode_init(load_config(args.config, args.set), Path(args.out), resume=args.resume)
+    print(f"ODE-initialised student: {path}")
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from .distill.trainer import distill
+
+    path = distill(load_config(args.config, args.set), Path(args.out), resume=args.resume)
+    print(f"distilled student: {path}")
+
+
+def add_run_args(p: argparse.ArgumentParser, default_config: str) -> None:
+    p.add_argument("--config", default=default_config, help="YAML path or packaged config name")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, TensorBoard, weights)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -46,11 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="train the bidirectional toy teacher with flow matching")
-    p.add_argument("--config", default="toy-teacher", help="YAML path or packaged config name")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    p.add_argument("--out", required=True, help="run directory (checkpoints, TensorBoard, weights)")
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    add_run_args(p, "toy-teacher")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("ode-init", help="initialise the causal student by regressing teacher ODE trajectories")
+    add_run_args(p, "toy-ode")
+    p.set_defaults(func=cmd_ode_init)
+
+    p = sub.add_parser("distill", help="self-forcing DMD distillation of the streaming student")
+    add_run_args(p, "toy-dmd")
+    p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("generate", help="generate videos (streamed chunk by chunk for causal checkpoints)")
     p.add_argument("--checkpoint", default="toy-teacher", help="short name (toy-teacher, ...) or safetensors path")

@@ -21,7 +21,7 @@ from .models.codec import SpaceToDepthCodec
 from .models.dit import DiT, DiTConfig
 from .models.text import ToyTextEncoder
 from .toyworld.prompts import split_prompts
-from .toyworld.render import sample_videos
+from .toyworld.render import FRAME_SIZE, sample_videos
 from .train_state import latest_checkpoint, load_training_state, save_training_state
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,11 @@ def batch_for_step(seed: int, step: int, batch_size: int, cfg_dropout: float):
     drop = torch.rand(batch_size, generator=gen) < cfg_dropout
     prompts = ["" if d else a.text for a, d in zip(attrs, drop, strict=True)]
     return prompts, videos, gen
+
+
+def teacher_metadata(config: dict, step: int) -> dict:
+    """What `generate` needs besides the weights: codec, frame size and default sampler."""
+    return {"codec": dict(config["codec"]), "frame_size": FRAME_SIZE, "sampler": dict(config["sampler"]), "step": step}
 
 
 def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
@@ -88,7 +93,7 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
             writer.add_scalar("pretrain/lr", lr, step)
         if step % tcfg["checkpoint_every"] == 0 or step == total:
             save_training_state(out, step, {"model": model, "ema": ema}, {"optimizer": opt}, {})
-            save_dit(out / "teacher.safetensors", ema, {"step": step, "codec_factor": codec.space_factor})
+            save_dit(out / "teacher.safetensors", ema, teacher_metadata(config, step))
     bar.close()
     writer.close()
     return out / "teacher.safetensors"

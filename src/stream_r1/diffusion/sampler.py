@@ -67,6 +67,12 @@ def denoising_sigmas(timesteps: list[float] | torch.Tensor, shift: float) -> tor
     return flow.shift_sigma(t, shift)
 
 
+def predict_x0(model: DiT, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, cache) -> torch.Tensor:
+    """One denoising step of a chunk against a read-only cache: the x0 prediction at noise level σ."""
+    cache.writing = False
+    return flow.x0_from_flow(x, model(x, flow.timestep(sigma).expand(x.shape[0]), cond, kv_cache=cache), sigma)
+
+
 def denoise_chunk(
     model: DiT,
     noise: torch.Tensor,
@@ -74,24 +80,24 @@ def denoise_chunk(
     cond: torch.Tensor,
     cache,
     generator: Generators = None,
-    stop_after: int | None = None,
+    steps: int | None = None,
 ) -> torch.Tensor:
-    """Few-step denoising of one chunk against a read-only cache; returns the x0 prediction.
+    """Run the first `steps` (default all) denoising steps of a chunk; returns the last x0 prediction.
 
     Between steps the x0 prediction is re-noised to the next level with fresh noise (self-forcing).
-    `stop_after` ends early at that step index (the rollout's random exit step).
     """
-    b = noise.shape[0]
     x = noise
-    last = len(sigmas) - 1 if stop_after is None else stop_after
-    cache.writing = False
-    for i, s in enumerate(sigmas):
-        x0 = flow.x0_from_flow(x, model(x, flow.timestep(s).expand(b), cond, kv_cache=cache), s)
-        if i == last:
-            return x0
-        eps = randn(x0.shape, generator).to(device=x0.device, dtype=x0.dtype)
-        x = flow.add_noise(x0, eps, sigmas[i + 1])
+    steps = len(sigmas) if steps is None else steps
+    for i in range(steps):
+        x0 = predict_x0(model, x, sigmas[i], cond, cache)
+        if i + 1 < steps:
+            x = renoise(x0, sigmas[i + 1], generator)
     return x0
+
+
+def renoise(x0: torch.Tensor, sigma: torch.Tensor, generator: Generators = None) -> torch.Tensor:
+    """Noise an x0 prediction back up to level σ with fresh noise."""
+    return flow.add_noise(x0, randn(x0.shape, generator).to(device=x0.device, dtype=x0.dtype), sigma)
 
 
 @torch.no_grad()

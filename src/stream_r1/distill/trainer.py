@@ -1,0 +1,245 @@
+"""Self-forcing DMD trainer (docs/method.md §2): wires rollout, DMD, optional reweighting, logging.
+
+Two time-scale updates: the critic every step, the generator every `generator_every`-th step. Every
+random draw comes from generators keyed by (seed, step, phase, global sample index), so that
+  - k micro-batches of size b give the same update as one batch of k·b (gradient accumulation), and
+  - a run killed at any point and resumed from its last checkpoint ends bitwise identical.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from ..checkpoint import load_dit, save_dit
+from ..diffusion.sampler import denoising_sigmas
+from ..ema import make_ema, update_ema
+from ..models.codec import SpaceToDepthCodec
+from ..models.text import ToyTextEncoder
+from ..toyworld.prompts import split_prompts
+from ..toyworld.render import FRAME_SIZE, NUM_FRAMES
+from ..train_state import latest_checkpoint, load_training_state, save_training_state
+from .dmd import DMDSettings, critic_flow_loss, dmd_elementwise_loss, dmd_gradient
+from .rollout import draw_exit_step, self_forcing_rollout
+
+log = logging.getLogger(__name__)
+
+PHASE_GENERATOR, PHASE_CRITIC = 1, 2
+
+
+@dataclass
+class DistillSettings:
+    """The `train` section of a distillation config."""
+
+    seed: int = 0
+    steps: int = 300
+    batch_size: int = 8
+    micro_batch_size: int = 8
+    generator_every: int = 5
+    lr_generator: float = 2e-5
+    lr_critic: float = 4e-6
+    betas: tuple[float, float] = (0.0, 0.999)
+    weight_decay: float = 0.01
+    grad_clip: float = 10.0
+    ema_decay: float = 0.99
+    ema_start: int = 0
+    frames: int = NUM_FRAMES
+    denoising_timesteps: list[float] = field(default_factory=lambda: [1000.0, 750.0, 500.0, 250.0])
+    log_every: int = 10
+    checkpoint_every: int = 50
+    eval_every: int = 100
+    eval_videos: int = 16
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DistillSettings:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown train settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        s = cls(**d)
+        if s.batch_size % s.micro_batch_size:
+            raise ValueError(f"batch_size {s.batch_size} must be a multiple of micro_batch_size {s.micro_batch_size}")
+        s.betas = tuple(s.betas)
+        return s
+
+
+def sample_generators(seed: int, step: int, phase: int, indices: range) -> list[torch.Generator]:
+    """One generator per global sample, keyed so that batching and resuming do not change draws."""
+    return [torch.Generator().manual_seed(((seed * 1_000_003 + step) * 7 + phase) * 100_003 + i) for i in indices]
+
+
+class Distiller:
+    """Owns the three networks, their optimizers and one training step."""
+
+    def __init__(self, config: dict, run_dir: Path, reweighter=None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.s = DistillSettings.from_dict(config["train"])
+        self.dmd = DMDSettings(**config.get("dmd", {}))
+        self.teacher, teacher_extra = load_dit(config["teacher"])
+        self.teacher.requires_grad_(False).eval()
+        self.codec = SpaceToDepthCodec(teacher_extra.get("codec", {}).get("factor", 1))
+        self.frame_size = teacher_extra.get("frame_size", FRAME_SIZE)
+        self.critic, _ = load_dit(config.get("critic_init") or config["teacher"])
+        student_cfg = config.get("student", {})
+        self.generator, _ = load_dit(config["student_init"], causal=True, **student_cfg)
+        self.ema = make_ema(self.generator)
+        self.text = ToyTextEncoder(self.teacher.cfg.text_dim)
+        self.sigmas = denoising_sigmas(self.s.denoising_timesteps, self.dmd.shift)
+        self.opt_g = torch.optim.AdamW(
+            self.generator.parameters(), lr=self.s.lr_generator, betas=self.s.betas, weight_decay=self.s.weight_decay
+        )
+        self.opt_c = torch.optim.AdamW(
+            self.critic.parameters(), lr=self.s.lr_critic, betas=self.s.betas, weight_decay=self.s.weight_decay
+        )
+        self.prompts = [p.text for p in split_prompts("train")]
+        self.reweighter = reweighter
+        self.step = 0
+
+    # -- data ------------------------------------------------------------------------------
+
+    def latent_shape(self, batch: int) -> tuple[int, int, int, int, int]:
+        f = self.codec.space_factor
+        return (batch, self.codec.latent_channels, self.s.frames // self.codec.time_factor,
+                self.frame_size // f, self.frame_size // f)
+
+    def step_prompts(self, step: int) -> tuple[list[str], int]:
+        """The global batch's prompts and the rollout's exit step, agreed for the whole step."""
+        g = torch.Generator().manual_seed(self.s.seed * 1_000_003 + step)
+        idx = torch.randint(len(self.prompts), (self.s.batch_size,), generator=g)
+        return [self.prompts[i] for i in idx], draw_exit_step(len(self.sigmas), g)
+
+    def micro_batches(self) -> list[range]:
+        m = self.s.micro_batch_size
+        return [range(i, i + m) for i in range(0, self.s.batch_size, m)]
+
+    # -- losses ----------------------------------------------------------------------------
+
+    def generator_loss(self, prompts: list[str], exit_step: int, gens: list[torch.Generator]):
+        """DMD loss of one micro-batch, scaled to its share of the global batch, plus logs."""
+        cond = self.text(prompts)
+        x = self_forcing_rollout(self.generator, self.latent_shape(len(prompts)), self.sigmas, cond, exit_step, gens)
+        g, info = dmd_gradient(x, self.teacher, self.critic, cond, self.text([""] * len(prompts)), self.dmd, gens)
+        elementwise = dmd_elementwise_loss(x, g)
+        w_inter = torch.ones(len(prompts))
+        w_intra = torch.ones_like(x[:, :1])
+        logs = {"dmd/grad_norm": info["grad_norm"].mean().item(), "dmd/sigma": info["sigma"].mean().item()}
+        if self.reweighter is not None:
+            w_inter, w_intra, rw_logs = self.reweighter(x.detach(), prompts, self.step)
+            logs.update(rw_logs)
+        per_sample = (w_intra * elementwise).mean(dim=(1, 2, 3, 4))
+        loss = (w_inter * per_sample).sum() / self.s.batch_size
+        logs["loss/dmd_unweighted"] = elementwise.mean().item()
+        return loss, logs, x.detach()
+
+    def critic_loss(self, prompts: list[str], exit_step: int, gens: list[torch.Generator]) -> torch.Tensor:
+        cond = self.text(prompts)
+        with torch.no_grad():
+            x = self_forcing_rollout(
+                self.generator, self.latent_shape(len(prompts)), self.sigmas, cond, exit_step, gens, grad=False
+            )
+        return critic_flow_loss(self.critic, x, cond, self.dmd, gens) * len(prompts) / self.s.batch_size
+
+    # -- one step --------------------------------------------------------------------------
+
+    def train_step(self, step: int) -> dict[str, float]:
+        prompts, exit_step = self.step_prompts(step)
+        logs: dict[str, float] = {"rollout/exit_step": exit_step}
+        if step % self.s.generator_every == 0:
+            self.opt_g.zero_grad(set_to_none=True)
+            total, parts = 0.0, []
+            for mb in self.micro_batches():
+                gens = sample_generators(self.s.seed, step, PHASE_GENERATOR, mb)
+                loss, mb_logs, _ = self.generator_loss([prompts[i] for i in mb], exit_step, gens)
+                loss.backward()
+                total += loss.item()
+                parts.append(mb_logs)
+            logs["loss/generator"] = total
+            logs["grad_norm/generator"] = torch.nn.utils.clip_grad_norm_(
+                self.generator.parameters(), self.s.grad_clip
+            ).item()
+            self.opt_g.step()
+            for k in parts[0]:
+                logs[k] = float(np.mean([p[k] for p in parts]))
+            decay = self.s.ema_decay if step >= self.s.ema_start else 0.0
+            update_ema(self.ema, self.generator, decay)
+        self.opt_c.zero_grad(set_to_none=True)
+        total = 0.0
+        for mb in self.micro_batches():
+            gens = sample_generators(self.s.seed, step, PHASE_CRITIC, mb)
+            loss = self.critic_loss([prompts[i] for i in mb], exit_step, gens)
+            loss.backward()
+            total += loss.item()
+        logs["loss/critic"] = total
+        logs["grad_norm/critic"] = torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.s.grad_clip).item()
+        self.opt_c.step()
+        return logs
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"generator": self.generator, "ema": self.ema, "critic": self.critic}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer_generator": self.opt_g, "optimizer_critic": self.opt_c}
+
+    def save(self) -> None:
+        save_training_state(self.run_dir, self.step, self.modules(), self.optimizers(), {})
+
+    def resume(self) -> bool:
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            return False
+        self.step = load_training_state(ckpt, self.modules(), self.optimizers())["step"]
+        log.info("resumed %s at step %d", ckpt, self.step)
+        return True
+
+    def student_metadata(self) -> dict:
+        return {
+            "codec": {"factor": self.codec.space_factor},
+            "frame_size": self.frame_size,
+            "sampler": {"shift": self.dmd.shift, "denoising_timesteps": list(self.s.denoising_timesteps)},
+            "step": self.step,
+        }
+
+    def export(self) -> Path:
+        """Write the student (the EMA weights) as RUN_DIR/student.safetensors, usable by `generate`."""
+        path = self.run_dir / "student.safetensors"
+        save_dit(path, self.ema, self.student_metadata())
+        return path
+
+
+def distill(config: dict, run_dir: Path, resume: bool = False, reweighter=None, evaluator=None) -> Path:
+    """Run (or resume) a distillation and export the student; returns its path."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    d = Distiller(config, run_dir, reweighter)
+    if resume and not d.resume():
+        log.warning("no checkpoint in %s; starting a fresh run", run_dir)
+    writer = SummaryWriter(str(run_dir / "tb"))
+    s = d.s
+    bar = tqdm(total=s.steps, initial=d.step, desc="distill", dynamic_ncols=True)
+    t0 = time.time()
+    while d.step < s.steps:
+        logs = d.train_step(d.step)
+        d.step += 1
+        bar.update(1)
+        if d.step % s.log_every == 0 or d.step == s.steps:
+            for k, v in logs.items():
+                writer.add_scalar(k, v, d.step)
+            writer.add_scalar("time/seconds_per_step", (time.time() - t0) / max(1, bar.n - bar.initial), d.step)
+            bar.set_postfix(critic=f"{logs['loss/critic']:.4f}", exit=logs["rollout/exit_step"])
+        if evaluator is not None and (d.step % s.eval_every == 0 or d.step == s.steps):
+            evaluator(d, writer)
+        if d.step % s.checkpoint_every == 0 or d.step == s.steps:
+            d.save()
+    bar.close()
+    writer.close()
+    return d.export()
+

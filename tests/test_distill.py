@@ -1,0 +1,127 @@
+"""Self-forcing DMD: the DMD gradient identity, rollouts, accumulation equivalence, kill-and-resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from stream_r1.checkpoint import load_dit, save_dit
+from stream_r1.distill.dmd import DMDSettings, dmd_elementwise_loss, dmd_gradient
+from stream_r1.distill.rollout import self_forcing_rollout
+from stream_r1.distill.trainer import Distiller
+from stream_r1.models.dit import DiT
+
+from .conftest import randomized, tiny_config
+
+PROMPT = "a red circle moving left on a black background"
+
+
+@pytest.fixture
+def tiny_teacher(tmp_path):
+    path = tmp_path / "teacher.safetensors"
+    save_dit(path, randomized(DiT(tiny_config(num_layers=1))), {"codec": {"factor": 1}, "frame_size": 16})
+    return path
+
+
+def tiny_distill_config(teacher, **train) -> dict:
+    t = dict(seed=3, steps=4, batch_size=4, micro_batch_size=4, generator_every=2, lr_generator=1e-3,
+             lr_critic=1e-3, frames=6, denoising_timesteps=[1000, 500], log_every=1, checkpoint_every=2,
+             eval_every=1000, ema_decay=0.9)
+    t.update(train)
+    return {"teacher": str(teacher), "student_init": str(teacher), "dmd": {"guidance": 2.0}, "train": t}
+
+
+def test_dmd_loss_gradient_is_g():
+    """½‖x − sg(x − g)‖² has gradient exactly g with respect to x."""
+    x = torch.randn(2, 3, 3, 4, 4, requires_grad=True)
+    g = torch.randn_like(x)
+    dmd_elementwise_loss(x, g).sum().backward()
+    assert torch.allclose(x.grad, g)
+
+
+def test_dmd_gradient_normaliser_and_direction():
+    torch.manual_seed(0)
+    teacher = randomized(DiT(tiny_config(num_layers=1))).eval()
+    x = torch.randn(2, 3, 3, 16, 16)
+    cond, uncond = torch.randn(2, 10, 32), torch.zeros(2, 10, 32)
+    g, info = dmd_gradient(x, teacher, teacher, cond, uncond, DMDSettings(guidance=1.0),
+                           [torch.Generator().manual_seed(i) for i in range(2)])
+    assert torch.allclose(g, torch.zeros_like(g), atol=1e-6)  # critic == teacher, no guidance: nothing to move
+    g, info = dmd_gradient(x, teacher, teacher, cond, uncond, DMDSettings(guidance=3.0), torch.Generator())
+    assert g.abs().max() > 1e-3 and info["normalizer"].shape == (2,)
+    assert ((info["sigma"] >= 0.02) & (info["sigma"] <= 0.98)).all()
+
+
+def test_rollout_grad_flows_only_through_exit_step():
+    torch.manual_seed(0)
+    student = randomized(DiT(tiny_config(causal=True, num_layers=1)))
+    sigmas = torch.tensor([1.0, 0.75, 0.5])
+    cond = torch.randn(1, 10, 32)
+    x = self_forcing_rollout(student, (1, 3, 6, 16, 16), sigmas, cond, exit_step=2, generator=torch.Generator())
+    assert x.shape == (1, 3, 6, 16, 16) and x.requires_grad
+    x.sum().backward()
+    assert all(p.grad is not None for p in student.parameters() if p.requires_grad)
+    with torch.no_grad():
+        y = self_forcing_rollout(student, (1, 3, 6, 16, 16), sigmas, cond, 0, torch.Generator(), grad=False)
+    assert not y.requires_grad
+
+
+def params(model) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_gradient_accumulation_equals_full_batch(tiny_teacher, tmp_path):
+    """Two micro-batches of 2 give the same update as one batch of 4 (one optimizer step each)."""
+    results = []
+    for micro in (4, 2):
+        d = Distiller(tiny_distill_config(tiny_teacher, micro_batch_size=micro), tmp_path / f"run{micro}")
+        for step in range(2):  # step 0 updates generator and critic, step 1 the critic only
+            d.train_step(step)
+        results.append((params(d.generator), params(d.critic)))
+    (g4, c4), (g2, c2) = results
+    changed = any(not torch.equal(v, load) for v, load in zip(g4.values(), params(load_dit(tiny_teacher)[0]).values(),
+                                                               strict=True))
+    assert changed
+    for a, b in ((g4, g2), (c4, c2)):
+        for k in a:
+            assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5), k
+
+
+def run_cli(config_path, out, resume=False):
+    cmd = [sys.executable, "-m", "stream_r1", "distill", "--config", str(config_path), "--out", str(out)]
+    return cmd + (["--resume"] if resume else [])
+
+
+def test_sigkill_then_resume_is_bitwise_identical(tiny_teacher, tmp_path):
+    config = tiny_distill_config(tiny_teacher, steps=8, checkpoint_every=2)
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(run_cli(config_path, tmp_path / "straight"), check=True, env=env, capture_output=True)
+
+    proc = subprocess.Popen(run_cli(config_path, tmp_path / "killed"), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (latest.exists() and latest.read_text().strip() >= "step_0000004"):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "student.safetensors").exists(), "the run finished before it was killed"
+    subprocess.run(run_cli(config_path, tmp_path / "killed", resume=True), check=True, env=env, capture_output=True)
+
+    a, _ = load_dit(tmp_path / "straight" / "student.safetensors")
+    b, _ = load_dit(tmp_path / "killed" / "student.safetensors")
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), k
+    for name in ("critic", "generator"):
+        from stream_r1.checkpoint import load_state_dict
+
+        sa, _ = load_state_dict(tmp_path / "straight" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
+        sb, _ = load_state_dict(tmp_path / "killed" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), name
