@@ -48,6 +48,34 @@ def cmd_distill(args: argparse.Namespace) -> None:
     print(f"distilled student: {path}")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from .evaluate import evaluate_checkpoint, markdown_table
+    from .toyworld.bench import evaluate_dir
+
+    if bool(args.videos) == bool(args.checkpoint):
+        raise ConfigError("give exactly one of --videos DIR or --checkpoint NAME_OR_PATH")
+    if args.videos:
+        result = evaluate_dir(args.videos)
+        print(markdown_table({args.videos: result["summary"]}))
+    else:
+        result = evaluate_checkpoint(args.checkpoint, args.split, args.per_prompt, args.seed)
+        result = {k: v for k, v in result.items() if not k.startswith("_")}
+        print(markdown_table({args.checkpoint: result["model"], "ground truth": result["ground_truth"]}))
+        ratio = ", ".join(f"{k.upper()} {v:.3f}" for k, v in result["ratio"].items())
+        print(f"\nratio to ground truth: {ratio}; {result['videos']} videos, "
+              f"{result['seconds_per_video']:.3f} s per video")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    print(f"report: {run_demo(Path(args.out), args.per_prompt, args.seed)}")
+
+
 def add_run_args(p: argparse.ArgumentParser, default_config: str) -> None:
     p.add_argument("--config", default=default_config, help="YAML path or packaged config name")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
@@ -88,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="prompt i uses seed+i")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("evaluate", help="ToyBench scores of generated videos or of a checkpoint on held-out prompts")
+    p.add_argument("--videos", help="a directory written by `stream-r1 generate`")
+    p.add_argument("--checkpoint", help="generate and score with this checkpoint")
+    p.add_argument("--split", default="heldout", choices=["heldout", "train"])
+    p.add_argument("--per-prompt", type=positive_int, default=2, help="videos per prompt (48 held-out prompts)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the full result as JSON here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="the main job on the toy world: shipped checkpoints, samples, ToyBench report")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--per-prompt", type=positive_int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -1,0 +1,261 @@
+"""Stream-R1: reliability-perplexity aware reweighting of the DMD loss (docs/method.md §3).
+
+For each rollout i (decoded pixels v_i in [0, 1], prompt c_i) one forward of the reward model gives the
+z-scored axis scores r_i^a (§3.1) and one backward per axis gives the saliency ‖∂R_a/∂v_i‖ (§3.3):
+- Inter-Reliability (§3.2): the whole rollout's loss is weighted by w_i = exp(β·r_i), r_i = Σ_a λ_a r_i^a.
+- Intra-Perplexity (§3.3–3.4): frames and regions are weighted by the fused, factorised saliency W_intra.
+- Adaptive balancing (§3.6): the public code's global penalty, or a per-axis balancer of λ_a.
+Every weight is detached from the generator's graph; the reward is a constant to the generator.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+AXES = ("vq", "mq", "ta")
+EPS = 1e-8
+
+
+@dataclass
+class ReweightSettings:
+    """The `reweight` section of a config; each component can be switched off."""
+
+    inter: bool = True
+    intra: bool = True
+    balance: str = "per_axis"  # "none" | "global_penalty" (public code) | "per_axis"
+    inter_axes: list[str] = field(default_factory=lambda: list(AXES))  # ["mq"] = Reward Forcing style
+    beta: float = 2.0
+    weight_mode: str = "self_normalized"  # "faithful" | "clamp" | "self_normalized"
+    reward_clip: float = 3.0  # |r| bound of the "clamp" mode
+    max_exponent: float = 30.0  # the only guard of the "faithful" mode: exp never overflows float32
+    fusion_temperature: float = 1.0
+    axis_norm: str = "none"  # "none" (as specified) | "mean": each axis' saliency scaled to mean 1 first
+    temporal_strength: float = 1.0
+    temporal_floor: float = 0.2
+    spatial_floor: float = 0.15
+    window: int = 50
+    penalty_lambda: float = 0.5
+    balance_rate: float = 1.0  # per-axis balancer: how strongly an axis' improvement lowers its weight
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ReweightSettings:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown reweight settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        s = cls(**d)
+        choices = {"balance": ("none", "global_penalty", "per_axis"),
+                   "weight_mode": ("faithful", "clamp", "self_normalized"), "axis_norm": ("none", "mean")}
+        for key, allowed in choices.items():
+            if getattr(s, key) not in allowed:
+                raise ValueError(f"reweight.{key}={getattr(s, key)!r}; choose one of {allowed}")
+        bad = [a for a in s.inter_axes if a not in AXES]
+        if bad or not s.inter_axes:
+            raise ValueError(f"reweight.inter_axes={s.inter_axes}; use a non-empty subset of {AXES}")
+        return s
+
+
+# ---------------------------------------------------------------------------------------------
+# §3.2 Inter-Reliability
+
+
+def combine_axes(scores: dict[str, torch.Tensor], lambdas: dict[str, float]) -> torch.Tensor:
+    """r_i = Σ_a λ_a r_i^a over the axes that have a λ (method.md §3.2)."""
+    return sum(lambdas[a] * scores[a] for a in lambdas)
+
+
+def inter_weights(r: torch.Tensor, beta: float, mode: str, reward_clip: float = 3.0,
+                  max_exponent: float = 30.0) -> torch.Tensor:
+    """w_i = exp(β·r_i) (method.md §3.2), overflow-safe; a NaN reward gives weight 1 (no reweighting).
+
+    - "faithful": exp(β·r) with the exponent capped at ±max_exponent, nothing else;
+    - "clamp": r clamped to ±reward_clip first;
+    - "self_normalized": w = B·softmax(β·r) over the valid rollouts of the batch (mean 1).
+    """
+    r = r.detach().float()
+    valid = torch.isfinite(r)
+    w = torch.ones_like(r)
+    if not valid.any():
+        return w
+    rv = r[valid]
+    if mode == "faithful":
+        w[valid] = torch.exp((beta * rv).clamp(-max_exponent, max_exponent))
+    elif mode == "clamp":
+        w[valid] = torch.exp(beta * rv.clamp(-reward_clip, reward_clip))
+    elif mode == "self_normalized":
+        w[valid] = torch.softmax(beta * rv.clamp(-1e6, 1e6), dim=0) * valid.sum()
+    else:
+        raise ValueError(f"unknown weight mode {mode!r}")
+    return w
+
+
+# ---------------------------------------------------------------------------------------------
+# §3.3 Intra-Perplexity saliency
+
+
+def fusion_weights(scores: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """π_i = softmax(−r_i / T) over axes: the weaker axis gets more saliency weight. scores [B, A]."""
+    return torch.softmax(-scores / temperature, dim=-1)
+
+
+def pixel_saliency(grad: torch.Tensor) -> torch.Tensor:
+    """‖∂R/∂v‖ over colour channels: [B, T, 3, H, W] -> [B, T, H, W]."""
+    return grad.norm(dim=2)
+
+
+def to_latent_grid(saliency: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """Average a pixel saliency map [B, T, H, W] onto the latent grid (F, h, w) of the codec."""
+    return F.adaptive_avg_pool3d(saliency.unsqueeze(1), grid).squeeze(1)
+
+
+def minmax(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """(x − min)/(max − min) over `dims`; a constant map gives zeros instead of dividing by zero."""
+    lo = x.amin(dim=dims, keepdim=True)
+    span = x.amax(dim=dims, keepdim=True) - lo
+    return torch.where(span > EPS, (x - lo) / span.clamp_min(EPS), torch.zeros_like(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# §3.4 Temporal and spatial factorisation
+
+
+def temporal_weights(saliency: torch.Tensor, strength: float = 1.0, floor: float = 0.2) -> torch.Tensor:
+    """w_t = max((1 − s) + s·p̂_f, floor) / mean, p_f = mean_{h,w} S (method.md §3.4). [B,F,h,w] -> [B,F]."""
+    profile = minmax(saliency.mean(dim=(2, 3)), dims=(1,))
+    w = ((1 - strength) + strength * profile).clamp_min(floor)
+    return w / w.mean(dim=1, keepdim=True)
+
+
+def spatial_weights(saliency: torch.Tensor, floor: float = 0.15) -> torch.Tensor:
+    """Per frame: min-max normalise, floor, mean 1 (method.md §3.4). [B, F, h, w] -> same."""
+    w = minmax(saliency, dims=(2, 3)).clamp_min(floor)
+    return w / w.mean(dim=(2, 3), keepdim=True)
+
+
+def intra_weights(saliency: torch.Tensor, strength: float = 1.0, temporal_floor: float = 0.2,
+                  spatial_floor: float = 0.15) -> torch.Tensor:
+    """W_intra = w_t[f]·w_s[f,h,w] normalised to global mean 1 per rollout (method.md §3.4)."""
+    w = temporal_weights(saliency, strength, temporal_floor)[:, :, None, None] * spatial_weights(saliency, spatial_floor)
+    return (w / w.mean(dim=(1, 2, 3), keepdim=True)).detach()
+
+
+# ---------------------------------------------------------------------------------------------
+# §3.6 Adaptive balancing
+
+
+class AxisBalancer:
+    """Balances the axes from a window of per-step batch-mean scores (method.md §3.6).
+
+    - "global_penalty" (the public code): r ← r − λ·std_a(improvement_a); rescales every weight of
+      the step alike and does not move weight between axes.
+    - "per_axis": λ_a ∝ exp(−rate·improvement_a / scale), Σ λ_a = 1, so a faster-improving axis loses
+      weight. improvement_a = mean of the newer half of the window − mean of the older half.
+    """
+
+    def __init__(self, axes: list[str], mode: str, window: int = 50, penalty: float = 0.5, rate: float = 1.0):
+        self.axes, self.mode, self.penalty, self.rate = list(axes), mode, penalty, rate
+        self.history: deque[torch.Tensor] = deque(maxlen=window)
+
+    def improvement(self) -> torch.Tensor:
+        """Per-axis improvement over the window (zeros until it holds 4 steps)."""
+        if len(self.history) < 4:
+            return torch.zeros(len(self.axes))
+        h = torch.stack(list(self.history))
+        half = len(h) // 2
+        return h[half:].mean(0) - h[:half].mean(0)
+
+    def update(self, scores: dict[str, torch.Tensor]) -> None:
+        means = torch.stack([scores[a].detach().float().nanmean() for a in self.axes])
+        if torch.isfinite(means).all():
+            self.history.append(means)
+
+    def lambdas(self) -> dict[str, float]:
+        k = len(self.axes)
+        if self.mode != "per_axis":
+            return {a: 1.0 / k for a in self.axes}
+        imp = self.improvement()
+        scale = imp.abs().max().clamp_min(1e-3)
+        lam = torch.softmax(-self.rate * imp / scale, dim=0)
+        return {a: float(v) for a, v in zip(self.axes, lam, strict=True)}
+
+    def global_penalty(self) -> float:
+        if self.mode != "global_penalty":
+            return 0.0
+        imp = self.improvement()
+        return float(self.penalty * imp.std()) if len(imp) > 1 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Putting it together
+
+
+RewardFn = Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]]
+
+
+class StreamR1Reweighter:
+    """Computes (w_inter [B], W_intra [B, 1, F, h, w], logs) for the trainer from one reward pass."""
+
+    def __init__(self, reward: RewardFn, decode: Callable[[torch.Tensor], torch.Tensor], settings: ReweightSettings):
+        self.reward, self.decode, self.s = reward, decode, settings
+        self.balancer = AxisBalancer(settings.inter_axes, settings.balance, settings.window,
+                                     settings.penalty_lambda, settings.balance_rate)
+        self.last: dict[str, torch.Tensor] = {}  # the most recent maps, for sample grids
+
+    def score_and_saliency(self, latents: torch.Tensor, prompts: list[str]) -> tuple[dict, torch.Tensor | None]:
+        """One reward forward on the decoded rollouts; per-axis saliency [B, A, T, H, W] if intra is on."""
+        pixels = self.decode(latents.detach()).requires_grad_(self.s.intra)
+        with torch.set_grad_enabled(self.s.intra):
+            scores = self.reward(pixels, prompts)
+            if not self.s.intra:
+                return {a: v.detach() for a, v in scores.items()}, None
+            maps = []
+            for i, a in enumerate(AXES):
+                (grad,) = torch.autograd.grad(scores[a].sum(), pixels, retain_graph=i < len(AXES) - 1)
+                maps.append(pixel_saliency(grad))
+        return {a: v.detach() for a, v in scores.items()}, torch.stack(maps, dim=1)
+
+    def __call__(self, latents: torch.Tensor, prompts: list[str], step: int):
+        s = self.s
+        b, _, f, h, w = latents.shape
+        scores, maps = self.score_and_saliency(latents, prompts)
+        stacked = torch.stack([scores[a] for a in AXES], dim=1)  # [B, A]
+        valid = torch.isfinite(stacked).all(dim=1)
+        if not valid.all():
+            log.warning("reward is NaN/inf for %d of %d rollouts at step %d; they are not reweighted",
+                        int((~valid).sum()), b, step)
+        logs = {f"reward/{a}": float(scores[a][valid].mean()) if valid.any() else math.nan for a in AXES}
+
+        w_inter = torch.ones(b)
+        if s.inter:
+            self.balancer.update({a: scores[a][valid] for a in s.inter_axes})
+            lambdas = self.balancer.lambdas()
+            r = combine_axes(scores, lambdas) - self.balancer.global_penalty()
+            r = torch.where(valid, r, torch.full_like(r, math.nan))
+            w_inter = inter_weights(r, s.beta, s.weight_mode, s.reward_clip, s.max_exponent)
+            logs.update({f"balance/lambda_{a}": v for a, v in lambdas.items()})
+            logs["balance/global_penalty"] = self.balancer.global_penalty()
+            logs.update({"inter/w_mean": float(w_inter.mean()), "inter/w_max": float(w_inter.max()),
+                         "inter/w_min": float(w_inter.min())})
+
+        w_intra = torch.ones(b, 1, f, h, w)
+        if s.intra:
+            if s.axis_norm == "mean":
+                maps = maps / maps.mean(dim=(2, 3, 4), keepdim=True).clamp_min(EPS)
+            pi = fusion_weights(torch.nan_to_num(stacked), s.fusion_temperature)  # [B, A]
+            fused = (pi[:, :, None, None, None] * maps).sum(dim=1)  # [B, T, H, W]
+            weights = intra_weights(to_latent_grid(fused, (f, h, w)), s.temporal_strength,
+                                    s.temporal_floor, s.spatial_floor)
+            ok = valid & torch.isfinite(weights).flatten(1).all(dim=1)
+            w_intra = torch.where(ok[:, None, None, None], weights, torch.ones_like(weights)).unsqueeze(1)
+            logs.update({f"intra/pi_{a}": float(pi[:, i].mean()) for i, a in enumerate(AXES)})
+            logs["intra/w_max"] = float(w_intra.max())
+            self.last = {"saliency": fused.detach(), "w_intra": w_intra.detach()}
+        return w_inter.to(latents.device), w_intra.to(latents.device), logs
