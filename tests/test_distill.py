@@ -13,7 +13,7 @@ import yaml
 from stream_r1.checkpoint import load_dit, save_dit
 from stream_r1.distill.dmd import DMDSettings, dmd_elementwise_loss, dmd_gradient
 from stream_r1.distill.rollout import self_forcing_rollout
-from stream_r1.distill.trainer import Distiller
+from stream_r1.distill.trainer import PHASE_GENERATOR, Distiller, sample_generators
 from stream_r1.models.dit import DiT
 
 from .conftest import randomized, tiny_config
@@ -125,3 +125,23 @@ def test_sigkill_then_resume_is_bitwise_identical(tiny_teacher, tmp_path):
         sa, _ = load_state_dict(tmp_path / "straight" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
         sb, _ = load_state_dict(tmp_path / "killed" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
         assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+
+
+def test_reweighting_switched_off_gives_exactly_the_dmd_loss(tiny_teacher, tmp_path):
+    from stream_r1.reweight import ReweightSettings, StreamR1Reweighter
+
+    from .test_reweight import quadratic_reward
+
+    config = tiny_distill_config(tiny_teacher)
+    plain = Distiller(config, tmp_path / "plain")
+    off = StreamR1Reweighter(quadratic_reward, plain.codec.decode,
+                             ReweightSettings(inter=False, intra=False, balance="none"))
+    on = StreamR1Reweighter(quadratic_reward, plain.codec.decode, ReweightSettings())
+    prompts, exit_step = plain.step_prompts(0)
+    losses = []
+    for rw in (None, off, on):
+        d = Distiller(config, tmp_path / "x", reweighter=rw)
+        gens = sample_generators(d.s.seed, 0, PHASE_GENERATOR, range(len(prompts)))
+        losses.append(d.generator_loss(prompts, exit_step, gens)[0])
+    assert torch.equal(losses[0], losses[1])
+    assert not torch.equal(losses[0], losses[2])

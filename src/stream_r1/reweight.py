@@ -143,7 +143,8 @@ def spatial_weights(saliency: torch.Tensor, floor: float = 0.15) -> torch.Tensor
 def intra_weights(saliency: torch.Tensor, strength: float = 1.0, temporal_floor: float = 0.2,
                   spatial_floor: float = 0.15) -> torch.Tensor:
     """W_intra = w_t[f]·w_s[f,h,w] normalised to global mean 1 per rollout (method.md §3.4)."""
-    w = temporal_weights(saliency, strength, temporal_floor)[:, :, None, None] * spatial_weights(saliency, spatial_floor)
+    w_t = temporal_weights(saliency, strength, temporal_floor)[:, :, None, None]
+    w = w_t * spatial_weights(saliency, spatial_floor)
     return (w / w.mean(dim=(1, 2, 3), keepdim=True)).detach()
 
 

@@ -23,6 +23,7 @@ from ..diffusion.sampler import denoising_sigmas
 from ..ema import make_ema, update_ema
 from ..models.codec import SpaceToDepthCodec
 from ..models.text import ToyTextEncoder
+from ..reweight import ReweightSettings, StreamR1Reweighter
 from ..toyworld.prompts import split_prompts
 from ..toyworld.render import FRAME_SIZE, NUM_FRAMES
 from ..train_state import latest_checkpoint, load_training_state, save_training_state
@@ -99,8 +100,20 @@ class Distiller:
             self.critic.parameters(), lr=self.s.lr_critic, betas=self.s.betas, weight_decay=self.s.weight_decay
         )
         self.prompts = [p.text for p in split_prompts("train")]
-        self.reweighter = reweighter
+        self.reweighter = reweighter if reweighter is not None else self.build_reweighter(config)
         self.step = 0
+
+    def build_reweighter(self, config: dict) -> StreamR1Reweighter | None:
+        """Stream-R1 weights from the config's `reward` and `reweight` sections; None for plain DMD."""
+        if not config.get("reweight"):
+            return None
+        from ..reward.toy import load_toy_reward
+
+        if not config.get("reward"):
+            raise ValueError("a `reweight` section needs a `reward` model (e.g. reward: toy-reward)")
+        reward = load_toy_reward(config["reward"])
+        reward.requires_grad_(False).eval()
+        return StreamR1Reweighter(reward, self.codec.decode, ReweightSettings.from_dict(config["reweight"]))
 
     # -- data ------------------------------------------------------------------------------
 
