@@ -48,6 +48,13 @@ def cmd_distill(args: argparse.Namespace) -> None:
     print(f"distilled student: {path}")
 
 
+def cmd_train_reward(args: argparse.Namespace) -> None:
+    from .reward.train import train_reward
+
+    path = train_reward(load_config(args.config, args.set), Path(args.out), resume=args.resume)
+    print(f"toy reward model: {path}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
@@ -116,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="prompt i uses seed+i")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("train-reward", help="train the toy video reward model (Bradley-Terry on degraded pairs)")
+    add_run_args(p, "toy-reward")
+    p.set_defaults(func=cmd_train_reward)
 
     p = sub.add_parser("evaluate", help="ToyBench scores of generated videos or of a checkpoint on held-out prompts")
     p.add_argument("--videos", help="a directory written by `stream-r1 generate`")

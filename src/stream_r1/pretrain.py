@@ -67,7 +67,7 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
     writer = SummaryWriter(str(out / "tb"))
     total = tcfg["steps"]
     bar = tqdm(total=total, initial=step, desc="pretrain teacher", dynamic_ncols=True)
-    t0 = time.time()
+    t0, start_step = time.time(), step
     while step < total:
         lr = tcfg["lr"] * min(1.0, (step + 1) / tcfg["warmup_steps"])
         for g in opt.param_groups:
@@ -87,7 +87,7 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
         step += 1
         bar.update(1)
         if step % tcfg["log_every"] == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}", it_s=f"{step / max(time.time() - t0, 1e-9):.2f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", it_s=f"{(step - start_step) / max(time.time() - t0, 1e-9):.2f}")
             writer.add_scalar("pretrain/loss", loss.item(), step)
             writer.add_scalar("pretrain/grad_norm", grad_norm.item(), step)
             writer.add_scalar("pretrain/lr", lr, step)

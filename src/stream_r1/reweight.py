@@ -213,6 +213,7 @@ class StreamR1Reweighter:
     def score_and_saliency(self, latents: torch.Tensor, prompts: list[str]) -> tuple[dict, torch.Tensor | None]:
         """One reward forward on the decoded rollouts; per-axis saliency [B, A, T, H, W] if intra is on."""
         pixels = self.decode(latents.detach()).requires_grad_(self.s.intra)
+        self.last = {"pixels": pixels.detach()}
         with torch.set_grad_enabled(self.s.intra):
             scores = self.reward(pixels, prompts)
             if not self.s.intra:
@@ -258,5 +259,5 @@ class StreamR1Reweighter:
             w_intra = torch.where(ok[:, None, None, None], weights, torch.ones_like(weights)).unsqueeze(1)
             logs.update({f"intra/pi_{a}": float(pi[:, i].mean()) for i, a in enumerate(AXES)})
             logs["intra/w_max"] = float(w_intra.max())
-            self.last = {"saliency": fused.detach(), "w_intra": w_intra.detach()}
+            self.last.update(saliency=fused.detach(), w_intra=w_intra.detach())
         return w_inter.to(latents.device), w_intra.to(latents.device), logs

@@ -233,6 +233,8 @@ def distill(config: dict, run_dir: Path, resume: bool = False, reweighter=None, 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     d = Distiller(config, run_dir, reweighter)
+    if evaluator is None:
+        from .monitor import evaluate_student as evaluator
     if resume and not d.resume():
         log.warning("no checkpoint in %s; starting a fresh run", run_dir)
     writer = SummaryWriter(str(run_dir / "tb"))
