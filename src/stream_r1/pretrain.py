@@ -39,6 +39,15 @@ def batch_for_step(seed: int, step: int, batch_size: int, cfg_dropout: float):
     return prompts, videos, gen
 
 
+def shift_at(tcfg: dict, step: int) -> float:
+    """The training-time shift at `step`: `shift`, or the last `shift_schedule` entry [from_step, shift] reached."""
+    shift = tcfg["shift"]
+    for from_step, value in tcfg.get("shift_schedule") or []:
+        if step >= from_step:
+            shift = value
+    return shift
+
+
 def teacher_metadata(config: dict, step: int) -> dict:
     """What `generate` needs besides the weights: codec, frame size and default sampler."""
     return {"codec": dict(config["codec"]), "frame_size": FRAME_SIZE, "sampler": dict(config["sampler"]), "step": step}
@@ -75,7 +84,7 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
         prompts, videos, gen = batch_for_step(tcfg["seed"], step, tcfg["batch_size"], tcfg["cfg_dropout"])
         x = codec.encode(videos)
         noise = torch.randn(x.shape, generator=gen)
-        sigma = flow.sample_train_sigma(x.shape[0], tcfg["shift"], gen)
+        sigma = flow.sample_train_sigma(x.shape[0], shift_at(tcfg, step), gen)
         x_t = flow.add_noise(x, noise, sigma)
         pred = model(x_t, flow.timestep(sigma), text(prompts))
         loss = (pred - flow.flow_target(x, noise)).pow(2).mean()
