@@ -49,11 +49,28 @@ def test_causal_first_chunk_ignores_future(tiny_causal):
 
 
 @torch.no_grad()
-def test_kv_cache_streaming_equals_block_causal_forward(tiny_causal):
+@pytest.mark.parametrize("prediction", ["flow", "x0"])
+def test_kv_cache_streaming_equals_block_causal_forward(prediction):
+    torch.manual_seed(0)
+    model = randomized(DiT(tiny_config(causal=True, prediction=prediction))).eval()
     x, t, ctx = inputs(frames=12)
-    full = tiny_causal(x, t, ctx)
-    streamed = stream_with_cache(tiny_causal, x, t, ctx)
+    full = model(x, t, ctx)
+    streamed = stream_with_cache(model, x, t, ctx)
     assert (streamed - full).abs().max().item() <= 1e-5
+
+
+def test_x0_prediction_returns_the_matching_flow():
+    """With prediction='x0' the forward still returns a flow: x_t − σ·flow is the network's x̂0."""
+    torch.manual_seed(0)
+    flow_model = randomized(DiT(tiny_config(prediction="flow"))).eval()
+    x0_model = DiT(tiny_config(prediction="x0")).eval()
+    x0_model.load_state_dict(flow_model.state_dict())
+    x, _, ctx = inputs(frames=3, batch=1)
+    t = torch.tensor([400.0])
+    with torch.no_grad():
+        raw = flow_model(x, t, ctx)  # same weights: this is x0_model's raw output
+        flow = x0_model(x, t, ctx)
+    assert torch.allclose(x - 0.4 * flow, raw, atol=1e-5)
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from .checkpoint import save_dit
+from .checkpoint import load_dit, save_dit
 from .diffusion import flow
 from .ema import make_ema, update_ema, warmup_decay
 from .models.codec import SpaceToDepthCodec
@@ -60,6 +60,10 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
     model_cfg = DiTConfig.from_dict({**config["model"], "causal": False})
     torch.manual_seed(tcfg["seed"])
     model = DiT(model_cfg)
+    if tcfg.get("init_from"):
+        init, _ = load_dit(tcfg["init_from"])
+        model.load_state_dict(init.state_dict())
+        log.info("initialised the teacher from %s", tcfg["init_from"])
     ema = make_ema(model)
     opt = torch.optim.AdamW(
         model.parameters(), lr=tcfg["lr"], betas=tuple(tcfg["betas"]), weight_decay=tcfg["weight_decay"]

@@ -44,12 +44,19 @@ class DiTConfig:
     sink_frames: int = 0  # first frames always kept in the window
     conv_stem_channels: int = 0  # toy extension: per-frame conv stem before patch embedding (0 = off)
     conv_head_channels: int = 0  # toy extension: per-frame residual conv after unpatchify (0 = off)
+    # What the network's last layer outputs. "flow" (Wan): the flow itself. "x0": the clean latent, turned
+    # into the flow (x_t − x̂0)/σ with σ floored at `x0_min_sigma`; a small pixel-space model denoises
+    # far better predicting clean data than noise (the forward still returns the flow either way).
+    prediction: str = "flow"
+    x0_min_sigma: float = 0.05
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)  # type: ignore[assignment]
         head_dim = self.dim // self.num_heads
         if self.dim % self.num_heads or head_dim % 2 or head_dim < 6:
             raise ValueError(f"dim {self.dim} / heads {self.num_heads} must give an even head_dim >= 6")
+        if self.prediction not in ("flow", "x0"):
+            raise ValueError(f"prediction must be 'flow' or 'x0', got {self.prediction!r}")
         if self.local_attn_frames != -1 and self.local_attn_frames < self.sink_frames + self.frames_per_chunk:
             raise ValueError(
                 "local_attn_frames must cover sink_frames + frames_per_chunk "
@@ -393,7 +400,20 @@ class DiT(nn.Module):
         out = self.unpatchify(self.head(x, e), grid)
         if cfg.conv_head_channels:
             out = out + self.conv_head(torch.cat([out, latent], dim=1))
+        if cfg.prediction == "x0":
+            sigma = self._frame_sigma(t, b, out.shape[2]).clamp_min(cfg.x0_min_sigma)
+            out = (latent - out) / sigma
         return out
+
+    @staticmethod
+    def _frame_sigma(t: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+        """σ = t/1000 broadcast to [B, 1, F, 1, 1] from t of shape [], [B] or [B, F]."""
+        t = t.float() / 1000.0
+        if t.dim() == 0:
+            t = t.expand(batch)
+        if t.dim() == 1:
+            t = t.unsqueeze(1).expand(batch, frames)
+        return t.view(batch, 1, frames, 1, 1)
 
     def new_cache(self) -> KVCache:
         """An empty KV cache for streaming this (causal) model chunk by chunk."""
