@@ -49,10 +49,10 @@ def test_causal_first_chunk_ignores_future(tiny_causal):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("prediction", ["flow", "x0"])
-def test_kv_cache_streaming_equals_block_causal_forward(prediction):
+@pytest.mark.parametrize("extra", [{}, {"prediction": "x0"}, {"frame_embedding": True}])
+def test_kv_cache_streaming_equals_block_causal_forward(extra):
     torch.manual_seed(0)
-    model = randomized(DiT(tiny_config(causal=True, prediction=prediction))).eval()
+    model = randomized(DiT(tiny_config(causal=True, **extra))).eval()
     x, t, ctx = inputs(frames=12)
     full = model(x, t, ctx)
     streamed = stream_with_cache(model, x, t, ctx)

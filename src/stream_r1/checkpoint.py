@@ -21,6 +21,7 @@ from .models.dit import DiT, DiTConfig
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHORT_NAMES = {
     "toy-teacher": "toy-teacher.safetensors",
+    "toy-reward": "toy-reward.safetensors",
 }
 DIT_FORMAT = "stream-r1-dit"
 

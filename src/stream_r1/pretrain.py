@@ -62,7 +62,10 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
     model = DiT(model_cfg)
     if tcfg.get("init_from"):
         init, _ = load_dit(tcfg["init_from"])
-        model.load_state_dict(init.state_dict())
+        missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
+        new_parts = ("frame_embedding.",)  # zero-initialised additions may be missing from the source
+        if unexpected or any(not k.startswith(new_parts) for k in missing):
+            raise ValueError(f"init_from {tcfg['init_from']} does not fit: missing {missing}, unexpected {unexpected}")
         log.info("initialised the teacher from %s", tcfg["init_from"])
     ema = make_ema(model)
     opt = torch.optim.AdamW(

@@ -47,6 +47,10 @@ class DiTConfig:
     # What the network's last layer outputs. "flow" (Wan): the flow itself. "x0": the clean latent, turned
     # into the flow (x_t − x̂0)/σ with σ floored at `x0_min_sigma`; a small pixel-space model denoises
     # far better predicting clean data than noise (the forward still returns the flow either way).
+    # Toy extension: a learned embedding of each token's absolute frame index (sinusoidal features, zero-
+    # initialised projection). RoPE alone is relative; the toy teacher must know where in the clip a frame
+    # is to place a constant-velocity object. Streaming passes absolute indices, so the cache stays exact.
+    frame_embedding: bool = False
     prediction: str = "flow"
     x0_min_sigma: float = 0.05
 
@@ -305,6 +309,8 @@ class DiT(nn.Module):
         )
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        if cfg.frame_embedding:
+            self.frame_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.blocks = nn.ModuleList([DiTBlock(cfg) for _ in range(cfg.num_layers)])
         self.head = Head(cfg)
         if cfg.conv_head_channels:
@@ -321,6 +327,8 @@ class DiT(nn.Module):
         nn.init.xavier_uniform_(self.patch_embedding.weight.flatten(1))
         nn.init.zeros_(self.head.head.weight)
         nn.init.zeros_(self.head.head.bias)
+        if self.cfg.frame_embedding:  # starts as a no-op, so it can be added to a trained model
+            nn.init.zeros_(self.frame_embedding[2].weight)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -386,6 +394,9 @@ class DiT(nn.Module):
         e, e0 = self._timestep_modulation(t, grid, b)
         ctx = self.text_embedding(context)
         frames = torch.arange(grid.frames, device=x.device) + grid.start_frame
+        if cfg.frame_embedding:
+            fe = self.frame_embedding(sinusoidal_embedding(frames.float(), cfg.freq_dim))  # [F, dim]
+            x = x + fe.repeat_interleave(grid.tokens_per_frame, dim=0).unsqueeze(0)
         angles = rope_angles(cfg.dim // cfg.num_heads, frames, grid.height, grid.width, cfg.rope_theta)
         mask = None
         if kv_cache is None:
