@@ -21,8 +21,12 @@ from .models.dit import DiT, DiTConfig
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHORT_NAMES = {
     "toy-teacher": "toy-teacher.safetensors",
+    "toy-ode-init": "toy-ode-init.safetensors",
+    "toy-dmd": "toy-dmd.safetensors",
+    "toy-stream-r1": "toy-stream-r1.safetensors",
     "toy-reward": "toy-reward.safetensors",
 }
+GENERATORS = ("toy-teacher", "toy-ode-init", "toy-dmd", "toy-stream-r1")  # the short names that are DiTs
 DIT_FORMAT = "stream-r1-dit"
 
 

@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from .checkpoint import SHORT_NAMES, WEIGHTS_DIR
+from .checkpoint import GENERATORS, SHORT_NAMES, WEIGHTS_DIR
 from .evaluate import evaluate_checkpoint, ground_truth_uint8, markdown_table, save_strip
 from .generate import generate_to_dir
 from .pipeline import VideoPipeline
@@ -29,7 +29,7 @@ def run_demo(out: Path, per_prompt: int = 2, seed: int = 0) -> Path:
     """Evaluate every shipped checkpoint on the held-out prompts and write the report; returns its path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = [n for n, f in SHORT_NAMES.items() if (WEIGHTS_DIR / f).exists()]
+    names = [n for n in GENERATORS if (WEIGHTS_DIR / SHORT_NAMES[n]).exists()]
     if not names:
         raise FileNotFoundError(f"no shipped weights in {WEIGHTS_DIR}; reinstall the package")
     summaries, lines, results = {}, [], {}

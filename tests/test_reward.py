@@ -1,0 +1,213 @@
+"""Reward protocol, toy reward model, its checkpoint format and its Bradley-Terry training."""
+
+import copy
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from stream_r1.checkpoint import SHORT_NAMES, WEIGHTS_DIR, CheckpointError
+from stream_r1.config import load_config
+from stream_r1.reward.base import AXES, RewardModel, ZScoredReward, validate_pixels
+from stream_r1.reward.toy import ToyRewardConfig, ToyRewardModel, load_toy_reward, num_parameters, save_toy_reward
+from stream_r1.reward.train import batch_for_step, safe_families, train_reward, wrong_prompt
+from stream_r1.toyworld.degrade import DEGRADATIONS
+from stream_r1.toyworld.prompts import parse_prompt, split_prompts
+from stream_r1.toyworld.render import render_spec, sample_spec, sample_videos
+
+TINY = ToyRewardConfig(channels=(4, 8, 8), hidden=8, map_channels=2, groups=2)
+
+
+def tiny_model(seed: int = 0) -> ToyRewardModel:
+    torch.manual_seed(seed)
+    model = ToyRewardModel(TINY).eval()
+    model.set_statistics({"vq": 0.5, "mq": -1.0, "ta": 2.0}, {"vq": 2.0, "mq": 0.5, "ta": 4.0})
+    return model
+
+
+def videos_and_prompts(n: int = 3, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+    attrs = split_prompts("heldout")[:n]
+    videos, _ = sample_videos(attrs, seed)
+    return videos, [a.text for a in attrs]
+
+
+def test_protocol_shapes_and_zscoring():
+    model = tiny_model()
+    videos, prompts = videos_and_prompts()
+    assert isinstance(model, RewardModel)
+    scores = model(videos, prompts)
+    raw = model.raw_scores(videos, prompts)
+    assert set(scores) == set(AXES)
+    for i, a in enumerate(AXES):
+        assert scores[a].shape == (3,)
+        expected = (raw[a] - model.z_mean[i]) / model.z_std[i]
+        torch.testing.assert_close(scores[a], expected)
+
+
+def test_gradient_reaches_pixels_for_every_axis():
+    model = tiny_model()
+    videos, prompts = videos_and_prompts()
+    for a in AXES:
+        pixels = videos.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(pixels, prompts)[a].sum(), pixels)
+        assert grad.shape == pixels.shape and torch.isfinite(grad).all() and grad.abs().sum() > 0, a
+
+
+def test_every_sample_is_scored_independently():
+    model = tiny_model()
+    videos, prompts = videos_and_prompts()
+    before = model(videos, prompts)
+    changed = videos.clone()
+    changed[1] = torch.rand_like(changed[1])
+    after = model(changed, [prompts[0], prompts[2], prompts[2]])
+    for a in AXES:
+        torch.testing.assert_close(after[a][0], before[a][0], rtol=0, atol=1e-5)
+        assert not torch.allclose(after[a][1], before[a][1]), a  # sample 1 is really scored
+
+
+@pytest.mark.parametrize(
+    "pixels, match",
+    [
+        (torch.rand(2, 4, 3, 8, 8) * 2 - 1, r"\(pixels \+ 1\) / 2"),
+        (torch.rand(4, 3, 8, 8), "unsqueeze"),
+        (torch.rand(2, 3, 4, 8, 8), "permute"),
+        (torch.rand(2, 4, 1, 8, 8), "3 RGB channels"),
+        ((torch.rand(2, 4, 3, 8, 8) * 255).to(torch.uint8), "/ 255"),
+        (torch.rand(2, 4, 3, 8, 8) * 255, "outside"),
+        (torch.full((2, 4, 3, 8, 8), float("nan")), "NaN"),
+        (torch.rand(8, 8), "rank"),
+    ],
+)
+def test_validate_pixels_names_problem_and_fix(pixels, match):
+    with pytest.raises(ValueError, match=match) as info:
+        validate_pixels(pixels)
+    assert "\n" not in str(info.value)
+
+
+def test_validate_pixels_accepts_unit_range_and_checks_prompt_count():
+    validate_pixels(torch.rand(2, 4, 3, 8, 8), ["a", "b"])
+    with pytest.raises(ValueError, match="one prompt per video"):
+        validate_pixels(torch.rand(2, 4, 3, 8, 8), ["a"])
+    videos, prompts = videos_and_prompts()
+    with pytest.raises(ValueError, match="look like"):
+        tiny_model()(videos * 2 - 1, prompts)
+
+
+def test_zscored_wrapper_plugs_in_any_raw_callable():
+    def raw_fn(pixels, prompts):
+        m = pixels.mean(dim=(1, 2, 3, 4))
+        return {"vq": m, "mq": 2 * m, "ta": -m}
+
+    reward = ZScoredReward(raw_fn, {"vq": 0.5, "mq": 1.0, "ta": 0.0}, {"vq": 0.1, "mq": 0.2, "ta": 1.0})
+    pixels = torch.rand(3, 2, 3, 4, 4, requires_grad=True)
+    scores = reward(pixels, ["", "", ""])
+    m = pixels.mean(dim=(1, 2, 3, 4))
+    torch.testing.assert_close(scores["vq"], (m - 0.5) / 0.1)
+    torch.testing.assert_close(scores["mq"], (2 * m - 1.0) / 0.2)
+    assert isinstance(reward, RewardModel)
+    scores["ta"].sum().backward()
+    assert pixels.grad is not None
+    with pytest.raises(ValueError, match="lack axes"):
+        ZScoredReward(lambda p, t: {"vq": p.mean((1, 2, 3, 4))}, dict.fromkeys(AXES, 0.0), dict.fromkeys(AXES, 1.0))(
+            pixels, ["", "", ""]
+        )
+    with pytest.raises(ValueError, match="score every sample"):
+        ZScoredReward(lambda p, t: dict.fromkeys(AXES, p.mean()), dict.fromkeys(AXES, 0.0), dict.fromkeys(AXES, 1.0))(
+            pixels, ["", "", ""]
+        )
+    with pytest.raises(ValueError, match="std must be > 0"):
+        ZScoredReward(raw_fn, dict.fromkeys(AXES, 0.0), {"vq": 1.0, "mq": 0.0, "ta": 1.0})
+
+
+def test_default_model_is_small():
+    assert num_parameters(ToyRewardModel(ToyRewardConfig(**load_config("toy-reward")["model"]))) <= 300_000
+
+
+def test_save_load_round_trip_and_foreign_file_refused(tmp_path):
+    model = tiny_model(seed=3)
+    save_toy_reward(tmp_path / "r.safetensors", model, {"note": 1})
+    loaded = load_toy_reward(tmp_path / "r.safetensors")
+    assert loaded.cfg == model.cfg and not loaded.training
+    videos, prompts = videos_and_prompts()
+    for a in AXES:
+        torch.testing.assert_close(loaded(videos, prompts)[a], model(videos, prompts)[a])
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"), metadata={"format": "stream-r1-dit"})
+    with pytest.raises(CheckpointError, match="not a stream-r1 toy reward checkpoint") as info:
+        load_toy_reward(tmp_path / "other.safetensors")
+    assert "\n" not in str(info.value)
+    assert SHORT_NAMES["toy-reward"] == "toy-reward.safetensors"
+
+
+def test_pairs_are_deterministic_and_wrong_prompts_differ_in_one_attribute():
+    a, b = batch_for_step(5, 7, 2, (0.3, 1.0)), batch_for_step(5, 7, 2, (0.3, 1.0))
+    assert torch.equal(a.clean, b.clean) and a.wrong_prompts == b.wrong_prompts
+    assert all(torch.equal(a.degraded[k], b.degraded[k]) for k in AXES)
+    train = split_prompts("train")
+    allowed = {p.combo for p in train}
+    gen = torch.Generator().manual_seed(0)
+    for attrs in train[:40]:
+        other = wrong_prompt(attrs, gen, allowed)
+        changed = [f for f in ("colour", "shape", "direction", "speed", "background")
+                   if getattr(other, f) != getattr(attrs, f)]
+        assert len(changed) == 1 and other.combo in allowed
+        assert parse_prompt(other.text) == other
+
+
+def test_ta_negatives_never_depict_held_out_combinations():
+    train = split_prompts("train")
+    allowed = {p.combo for p in train}
+    held = {p.combo for p in split_prompts("heldout")}
+    for attrs in train:
+        for family in safe_families("ta", attrs, allowed):
+            attribute = family.removeprefix("wrong_")
+            c, s, d, b = attrs.combo
+            assert not any((v if attribute == "colour" else c, v if attribute == "shape" else s,
+                            v if attribute == "direction" else d, b) in held for v in ("red", "green", "blue",
+                            "yellow", "circle", "square", "triangle", "left", "right", "up", "down")), (attrs, family)
+    assert safe_families("vq", train[0], allowed) == list(DEGRADATIONS["vq"])
+    assert safe_families("ta", parse_prompt("a blue circle moving right on a white background"), allowed) == []
+
+
+def tiny_train_config(steps: int) -> dict:
+    cfg = copy.deepcopy(load_config("toy-reward"))
+    cfg["model"].update(channels=[4, 8, 8], hidden=8, map_channels=2, groups=2)
+    cfg["train"].update(steps=steps, pairs_per_step=2, warmup_steps=1, log_every=1, checkpoint_every=2,
+                        stats_videos=4, eval_pairs=6)
+    return cfg
+
+
+def test_train_reward_writes_weights_metrics_and_resumes_exactly(tmp_path):
+    out = tmp_path / "run"
+    weights = train_reward(tiny_train_config(3), out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["heldout_accuracy"]) == {*AXES, "ta_prompt"}
+    assert all(0 <= v <= 1 for v in metrics["heldout_accuracy"].values())
+    assert metrics["steps"] == 3
+    straight = load_toy_reward(weights)
+    assert float(straight.z_std.min()) > 0 and not torch.equal(straight.z_mean, torch.zeros(3))
+    # Simulate a crash after step 2: drop the final checkpoint, resume, and land on the same weights.
+    shutil.rmtree(out / "checkpoints" / "step_0000003")
+    resumed = load_toy_reward(train_reward(tiny_train_config(3), out, resume=True))
+    for (k, x), (_, y) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(x, y), k
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "toy-reward.safetensors").exists(), reason="shipped toy-reward not built")
+def test_shipped_reward_ranks_clean_above_strongly_degraded():
+    model = load_toy_reward("toy-reward")
+    gen = torch.Generator().manual_seed(123)
+    attrs = split_prompts("heldout")[::6][:8]
+    specs = [sample_spec(a, gen) for a in attrs]
+    clean = torch.stack([render_spec(s) for s in specs])
+    prompts = [a.text for a in attrs]
+    clean_scores = model(clean, prompts)
+    for axis, families in DEGRADATIONS.items():
+        wins = []
+        for fn in families.values():
+            bad = torch.stack(
+                [fn(s, 1.0, gen) if axis == "ta" else fn(v, 1.0, gen) for s, v in zip(specs, clean, strict=True)]
+            )
+            wins.append(clean_scores[axis] > model(bad, prompts)[axis])
+        assert torch.cat(wins).float().mean() >= 0.9, axis
