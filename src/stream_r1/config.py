@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
+T = TypeVar("T")
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used."""
+
+
+def from_section(cls: type[T], section: dict, name: str) -> T:
+    """Build a settings dataclass from a config section; unknown keys are an error that lists the known ones."""
+    known = set(cls.__dataclass_fields__)
+    unknown = set(section) - known
+    if unknown:
+        raise ConfigError(f"unknown {name} settings {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**section)
 
 
 def resolve_config(name_or_path: str) -> Path:

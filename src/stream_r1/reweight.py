@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .config import from_section
+
 log = logging.getLogger(__name__)
 
 AXES = ("vq", "mq", "ta")
@@ -48,10 +50,7 @@ class ReweightSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> ReweightSettings:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown reweight settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        s = cls(**d)
+        s = from_section(cls, d, "reweight")
         choices = {"balance": ("none", "global_penalty", "per_axis"),
                    "weight_mode": ("faithful", "clamp", "self_normalized"), "axis_norm": ("none", "mean")}
         for key, allowed in choices.items():

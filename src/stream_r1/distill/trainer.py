@@ -19,6 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ..checkpoint import load_dit, save_dit
+from ..config import from_section
 from ..diffusion.sampler import denoising_sigmas
 from ..ema import make_ema, update_ema
 from ..models.codec import SpaceToDepthCodec
@@ -60,10 +61,7 @@ class DistillSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> DistillSettings:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown train settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        s = cls(**d)
+        s = from_section(cls, d, "train")
         if s.batch_size % s.micro_batch_size:
             raise ValueError(f"batch_size {s.batch_size} must be a multiple of micro_batch_size {s.micro_batch_size}")
         s.betas = tuple(s.betas)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import from_section
 from .kv_cache import KVCache, LayerCache
 
 
@@ -74,11 +75,7 @@ class DiTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DiTConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown DiT config keys {sorted(unknown)}; known keys are {sorted(known)}")
-        return cls(**d)
+        return from_section(cls, d, "DiT config")
 
 
 # ---------------------------------------------------------------------------------------------
