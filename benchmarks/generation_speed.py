@@ -1,0 +1,56 @@
+"""Seconds per generated video, checkpoints side by side (not a test).
+
+Each checkpoint generates the same held-out prompts one video at a time; the checkpoints take turns
+prompt by prompt so that machine drift hits them alike. Quote the ratios.
+
+    python benchmarks/generation_speed.py --checkpoint toy-teacher --checkpoint toy-dmd --out docs/benchmarks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from stream_r1.pipeline import VideoPipeline
+from stream_r1.toyworld.prompts import split_prompts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", action="append", required=True)
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--out", default="docs/benchmarks")
+    args = parser.parse_args()
+    pipes = {name: VideoPipeline.from_checkpoint(name) for name in args.checkpoint}
+    held = split_prompts("heldout")
+    prompts = [held[i * len(held) // args.videos].text for i in range(args.videos)]
+    times: dict[str, list[float]] = {name: [] for name in pipes}
+    for pipe in pipes.values():  # warm-up
+        pipe.generate(prompts[:1], 12, seed=0)
+    for i, prompt in enumerate(prompts):
+        for name, pipe in pipes.items():
+            start = time.perf_counter()
+            pipe.generate([prompt], 12, seed=i)
+            times[name].append(time.perf_counter() - start)
+    base = args.checkpoint[0]
+    lines = ["| checkpoint | median s / video | vs " + base + " |", "|---|---|---|"]
+    for name, t in times.items():
+        med = statistics.median(t)
+        lines.append(f"| {name} | {med:.3f} | {statistics.median(times[base]) / med:.1f}x faster |")
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    text = f"Machine: {machine}; {args.videos} held-out prompts, 12 frames, batch 1\n\n" + "\n".join(lines)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "generation_speed.md").write_text(text + "\n")
+    (out / "generation_speed.json").write_text(json.dumps(times, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
