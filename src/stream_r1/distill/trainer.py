@@ -147,7 +147,7 @@ class Distiller:
         per_sample = (w_intra * elementwise).mean(dim=(1, 2, 3, 4))
         loss = (w_inter * per_sample).sum() / self.s.batch_size
         logs["loss/dmd_unweighted"] = elementwise.mean().item()
-        return loss, logs, x.detach()
+        return loss, logs
 
     def critic_loss(self, prompts: list[str], exit_step: int, gens: list[torch.Generator]) -> torch.Tensor:
         cond = self.text(prompts)
@@ -167,7 +167,7 @@ class Distiller:
             total, parts = 0.0, []
             for mb in self.micro_batches():
                 gens = sample_generators(self.s.seed, step, PHASE_GENERATOR, mb)
-                loss, mb_logs, _ = self.generator_loss([prompts[i] for i in mb], exit_step, gens)
+                loss, mb_logs = self.generator_loss([prompts[i] for i in mb], exit_step, gens)
                 loss.backward()
                 total += loss.item()
                 parts.append(mb_logs)

@@ -13,7 +13,7 @@ Two optional toy-scale extensions (off at paper scale): a per-frame convolutiona
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -282,7 +282,6 @@ class _Grid:
     height: int
     width: int
     start_frame: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def tokens_per_frame(self) -> int:
