@@ -77,20 +77,29 @@ def params(model) -> dict:
 
 
 def test_gradient_accumulation_equals_full_batch(tiny_teacher, tmp_path):
-    """Two micro-batches of 2 give the same update as one batch of 4 (one optimizer step each)."""
-    results = []
+    """Two micro-batches of 2 give the same update as one batch of 4 (one optimizer step each).
+
+    The logged losses and pre-clip gradient norms pin the gradient's scale (Adam alone would hide a
+    sum-instead-of-mean bug); the weights after Adam's first steps agree to float rounding, which Adam's
+    sign-like first update amplifies to a few 1e-6.
+    """
+    results, logs = [], []
     for micro in (4, 2):
         d = Distiller(tiny_distill_config(tiny_teacher, micro_batch_size=micro), tmp_path / f"run{micro}")
-        for step in range(2):  # step 0 updates generator and critic, step 1 the critic only
-            d.train_step(step)
+        # step 0 updates generator and critic, step 1 the critic only
+        logs.append([d.train_step(step) for step in range(2)])
         results.append((params(d.generator), params(d.critic)))
+    for log4, log2 in zip(*logs, strict=True):
+        assert log4.keys() == log2.keys()
+        for key in log4:
+            assert log4[key] == pytest.approx(log2[key], rel=1e-5, abs=1e-7), key
     (g4, c4), (g2, c2) = results
     changed = any(not torch.equal(v, load) for v, load in zip(g4.values(), params(load_dit(tiny_teacher)[0]).values(),
                                                                strict=True))
     assert changed
     for a, b in ((g4, g2), (c4, c2)):
         for k in a:
-            assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5), k
+            assert torch.allclose(a[k], b[k], atol=2e-5, rtol=1e-5), k
 
 
 def run_cli(config_path, out, resume=False):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -27,8 +28,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from .generate import generate_to_dir, read_prompts
     from .pipeline import VideoPipeline
 
-    prompts = read_prompts(args.prompt, args.prompts)
     pipe = VideoPipeline.from_checkpoint(args.checkpoint)
+    prompts = read_prompts(args.prompt, args.prompts, grammar=pipe.family == "toy")
     frames = args.frames if args.frames is not None else NUM_FRAMES
     manifest = generate_to_dir(pipe, prompts, frames, args.seed, Path(args.out), steps=args.steps)
     print(f"wrote {len(manifest)} videos to {args.out} (manifest.json, i.mp4, i.npz)")
@@ -42,10 +43,21 @@ def cmd_ode_init(args: argparse.Namespace) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
-    from .distill.trainer import distill
+    from .distill.trainer import distill, dry_run
 
-    path = distill(load_config(args.config, args.set), Path(args.out), resume=args.resume)
-    print(f"distilled student: {path}")
+    config = load_config(args.config, args.set)
+    if args.dry_run:
+        logs = dry_run(config)
+        if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+            return
+        print("dry run: one Stream-R1 step with tiny random weights of the paper-scale classes")
+        print("\n".join(f"  {k}: {v:.6g}" for k, v in sorted(logs.items())))
+        return
+    if not args.out:
+        raise ConfigError("distill needs --out RUN_DIR (or --dry-run)")
+    path = distill(config, Path(args.out), resume=args.resume)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        print(f"distilled student: {path}")
 
 
 def cmd_train_reward(args: argparse.Namespace) -> None:
@@ -77,16 +89,31 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         Path(args.out).write_text(json.dumps(result, indent=1))
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .serve.server import ServeError, load_pipeline, run_server
+
+    pipe = load_pipeline(args.checkpoint)  # checkpoint problems first: they need no web packages
+    try:
+        from .serve import ServeLimits
+        from .serve.app import create_app
+    except ImportError as err:
+        raise ServeError(f"stream-r1 serve needs the web packages ({err.name} is missing); "
+                         "install them with pip install -e '.[serve]'") from err
+    limits = ServeLimits(max_prompt_chars=args.max_prompt_chars, max_frames=args.max_frames,
+                         max_concurrent=args.max_concurrent, chunk_delay=args.chunk_delay)
+    run_server(create_app(pipe, limits, checkpoint=str(args.checkpoint)), args.host, args.port)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
     print(f"report: {run_demo(Path(args.out), args.per_prompt, args.seed)}")
 
 
-def add_run_args(p: argparse.ArgumentParser, default_config: str) -> None:
+def add_run_args(p: argparse.ArgumentParser, default_config: str, out_required: bool = True) -> None:
     p.add_argument("--config", default=default_config, help="YAML path or packaged config name")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    p.add_argument("--out", required=True, help="run directory (checkpoints, TensorBoard, weights)")
+    p.add_argument("--out", required=out_required, help="run directory (checkpoints, TensorBoard, weights)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
 
 
@@ -110,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ode_init)
 
     p = sub.add_parser("distill", help="self-forcing DMD distillation of the streaming student")
-    add_run_args(p, "toy-dmd")
+    add_run_args(p, "toy-dmd", out_required=False)
+    p.add_argument("--dry-run", action="store_true",
+                   help="paper-scale configs: one step with tiny random weights on the CPU, no downloads")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("generate", help="generate videos (streamed chunk by chunk for causal checkpoints)")
@@ -136,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the full result as JSON here")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("serve", help="a web page that streams a video chunk by chunk as it is generated")
+    p.add_argument("--checkpoint", default="toy-stream-r1", help="short name or safetensors path (a causal student)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
+    p.add_argument("--max-frames", type=positive_int, default=96, help="most frames one request may ask for")
+    p.add_argument("--max-concurrent", type=positive_int, default=2, help="generations running at once")
+    p.add_argument("--max-prompt-chars", type=positive_int, default=200, help="longest prompt accepted")
+    p.add_argument("--chunk-delay", type=float, default=0.0, metavar="S",
+                   help="sleep S seconds before sending each chunk (tests and demos only)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="the main job on the toy world: shipped checkpoints, samples, ToyBench report")
     p.add_argument("--out", default="runs/demo")

@@ -30,7 +30,8 @@ def resolve_config(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.exists():
         return path
-    packaged = CONFIG_DIR / (path.stem + ".yaml")
+    stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name  # names may hold dots
+    packaged = CONFIG_DIR / (stem + ".yaml")
     if packaged.exists():
         return packaged
     names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))

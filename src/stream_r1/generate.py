@@ -15,8 +15,11 @@ from .toyworld.prompts import PromptError, parse_prompt
 from .video_io import write_mp4, write_npz
 
 
-def read_prompts(prompts: list[str], prompts_file: str | None) -> list[str]:
-    """Prompts from the command line and/or a file (one per line, blank lines and #comments skipped)."""
+def read_prompts(prompts: list[str], prompts_file: str | None, grammar: bool = True) -> list[str]:
+    """Prompts from the command line and/or a file (one per line, blank lines and #comments skipped).
+
+    With `grammar` (toy checkpoints) every prompt must parse in the toy grammar; paper-scale ones take free text.
+    """
     out = list(prompts or [])
     if prompts_file:
         path = Path(prompts_file)
@@ -25,7 +28,7 @@ def read_prompts(prompts: list[str], prompts_file: str | None) -> list[str]:
         out += [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     if not out:
         raise PromptError("no prompts given; pass --prompt TEXT or --prompts FILE")
-    for p in out:
+    for p in out if grammar else []:
         parse_prompt(p)
     return out
 
@@ -37,7 +40,8 @@ def generate_to_dir(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe.check_frames(frames)
-    chunks_per_video = frames // pipe.frames_per_chunk if pipe.model.cfg.causal else 1
+    causal = pipe.model.cfg.causal
+    chunks_per_video = pipe.latent_shape(1, frames)[2] // pipe.model.cfg.frames_per_chunk if causal else 1
     manifest = []
     bar = tqdm(total=len(prompts) * chunks_per_video, desc="generate (chunks)", unit="chunk", dynamic_ncols=True)
     for i, prompt in enumerate(prompts):

@@ -56,16 +56,36 @@ class VideoPipeline:
     @classmethod
     def from_checkpoint(cls, name_or_path: str | os.PathLike) -> VideoPipeline:
         model, extra = load_dit(name_or_path)
+        sampler = SamplerSettings.from_dict(extra.get("sampler", {}))
+        if extra.get("family") == "wan":  # a paper-scale student: Wan VAE and UMT5 from the local paths it records
+            from .models.umt5 import UMT5TextEncoder
+            from .models.wan_vae import WanVAECodec
+
+            text_cfg = dict(extra["text"])
+            text = UMT5TextEncoder.from_pretrained(text_cfg.pop("path"), text_cfg.pop("tokenizer"), **text_cfg)
+            codec = WanVAECodec.from_pretrained(extra["codec"]["path"])
+            return cls(model, codec, text, sampler, tuple(extra["frame_size"]))
         codec = SpaceToDepthCodec(extra.get("codec", {}).get("factor", 1))
         text = ToyTextEncoder(model.cfg.text_dim)
-        sampler = SamplerSettings.from_dict(extra.get("sampler", {}))
         return cls(model, codec, text, sampler, extra.get("frame_size", FRAME_SIZE))
+
+    @property
+    def family(self) -> str:
+        """'toy' (the toy grammar's prompts only) or 'wan' (free text)."""
+        return "toy" if isinstance(self.text, ToyTextEncoder) else "wan"
 
     @property
     def frames_per_chunk(self) -> int:
         return self.model.cfg.frames_per_chunk * self.codec.time_factor
 
     def check_frames(self, frames: int) -> None:
+        latent_frames = getattr(self.codec, "latent_frames", None)
+        if latent_frames is not None:  # the Wan VAE: T = 4(F − 1) + 1 pixel frames for F latent frames
+            fpc = self.model.cfg.frames_per_chunk
+            if frames <= 0 or (frames - 1) % self.codec.time_factor or latent_frames(frames) % fpc:
+                raise ValueError(f"--frames {frames} is not a whole number of {fpc}-latent-frame chunks; use "
+                                 f"{self.codec.time_factor}·{fpc}·k − {self.codec.time_factor - 1} frames (e.g. 81)")
+            return
         fpc = self.frames_per_chunk
         if frames <= 0 or frames % fpc:
             raise ValueError(f"--frames {frames} is not a whole number of chunks; use a positive multiple of {fpc}")
@@ -73,10 +93,11 @@ class VideoPipeline:
     def latent_shape(self, batch: int, frames: int) -> tuple[int, int, int, int, int]:
         """Latent shape [B, C, F, h, w] of `frames` pixel frames."""
         f = self.codec.space_factor
-        size = self.frame_size // f
-        return (batch, self.codec.latent_channels, frames // self.codec.time_factor, size, size)
+        h, w = self.frame_size if isinstance(self.frame_size, tuple) else (self.frame_size, self.frame_size)
+        latent_frames = getattr(self.codec, "latent_frames", lambda n: n // self.codec.time_factor)(frames)
+        return (batch, self.codec.latent_channels, latent_frames, h // f, w // f)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def stream(
         self, prompts: list[str], frames: int, seed: int, steps: int | None = None
     ) -> Iterator[torch.Tensor]:
@@ -93,11 +114,14 @@ class VideoPipeline:
             sigmas = denoising_sigmas(timesteps, s.shift)
             fpc = self.model.cfg.frames_per_chunk
             chunk_shape = (*shape[:2], fpc, *shape[3:])
+            stream = getattr(self.codec, "stream_decoder", None)  # a causal VAE decodes with its cache carried
+            decode = stream().decode if stream is not None else self.codec.decode
             for chunk in stream_chunks(self.model, shape[2] // fpc, chunk_shape, sigmas, cond, gens):
-                yield self.codec.decode(chunk)
+                yield decode(chunk)
         else:
             sigmas = flow.sampling_sigmas(steps or s.steps, s.shift)
-            uncond = self.text([""] * len(prompts))
+            negative = getattr(self.text, "negative", None)
+            uncond = negative(len(prompts)) if negative is not None else self.text([""] * len(prompts))
             noise = randn(shape, gens)
             yield self.codec.decode(sample_euler_cfg(self.model, noise, sigmas, cond, uncond, s.guidance))
 

@@ -124,8 +124,9 @@ def stream_chunks(
     if chunk_shape[2] != model.cfg.frames_per_chunk:
         raise ValueError(f"chunk of {chunk_shape[2]} frames; the model streams {model.cfg.frames_per_chunk}")
     cache = model.new_cache()
-    for _ in range(num_chunks):
+    for k in range(num_chunks):
         noise = randn(chunk_shape, generator).to(cond.device)
         x0 = denoise_chunk(model, noise, sigmas, cond, cache, generator)
-        write_cache(model, x0, cond, cache)
+        if k + 1 < num_chunks:  # nothing reads the last chunk's cache entry
+            write_cache(model, x0, cond, cache)
         yield x0

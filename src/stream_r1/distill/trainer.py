@@ -9,6 +9,7 @@ random draw comes from generators keyed by (seed, step, phase, global sample ind
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +19,14 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from ..checkpoint import load_dit, save_dit
+from ..checkpoint import save_dit
 from ..config import from_section
 from ..diffusion.sampler import denoising_sigmas
 from ..ema import make_ema, update_ema
-from ..models.codec import SpaceToDepthCodec
-from ..models.text import ToyTextEncoder
 from ..reweight import ReweightSettings, StreamR1Reweighter
-from ..toyworld.prompts import split_prompts
-from ..toyworld.render import FRAME_SIZE, NUM_FRAMES
+from ..toyworld.render import NUM_FRAMES
 from ..train_state import latest_checkpoint, load_training_state, save_training_state
+from .components import build_components, build_reward, dry_run_config, family_of
 from .dmd import DMDSettings, critic_flow_loss, dmd_elementwise_loss, dmd_gradient
 from .rollout import draw_exit_step, self_forcing_rollout
 
@@ -76,20 +75,24 @@ def sample_generators(seed: int, step: int, phase: int, indices: range) -> list[
 class Distiller:
     """Owns the three networks, their optimizers and one training step."""
 
-    def __init__(self, config: dict, run_dir: Path, reweighter=None) -> None:
+    def __init__(self, config: dict, run_dir: Path, reweighter=None, dry_run: bool = False) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
+        self.family = family_of(config)  # toy | wan: who builds the networks (distill/components.py)
+        self.dry_run = dry_run
         self.s = DistillSettings.from_dict(config["train"])
         self.dmd = DMDSettings(**config.get("dmd", {}))
-        self.teacher, teacher_extra = load_dit(config["teacher"])
+        parts = build_components(config, dry_run)
+        self.teacher = parts.teacher
         self.teacher.requires_grad_(False).eval()
-        self.codec = SpaceToDepthCodec(teacher_extra.get("codec", {}).get("factor", 1))
-        self.frame_size = teacher_extra.get("frame_size", FRAME_SIZE)
-        self.critic, _ = load_dit(config.get("critic_init") or config["teacher"])
-        student_cfg = config.get("student", {})
-        self.generator, _ = load_dit(config["student_init"], causal=True, **student_cfg)
+        self.codec = parts.codec
+        self.frame_hw = parts.frame_size  # pixel (height, width)
+        self.frame_size = parts.metadata.get("frame_size", parts.frame_size[0])
+        self.component_metadata = parts.metadata
+        self.critic = parts.critic
+        self.generator = parts.generator
         self.ema = make_ema(self.generator)
-        self.text = ToyTextEncoder(self.teacher.cfg.text_dim)
+        self.text = parts.text
         self.sigmas = denoising_sigmas(self.s.denoising_timesteps, self.dmd.shift)
         self.opt_g = torch.optim.AdamW(
             self.generator.parameters(), lr=self.s.lr_generator, betas=self.s.betas, weight_decay=self.s.weight_decay
@@ -97,7 +100,7 @@ class Distiller:
         self.opt_c = torch.optim.AdamW(
             self.critic.parameters(), lr=self.s.lr_critic, betas=self.s.betas, weight_decay=self.s.weight_decay
         )
-        self.prompts = [p.text for p in split_prompts("train")]
+        self.prompts = parts.prompts
         self.reweighter = reweighter if reweighter is not None else self.build_reweighter(config)
         self.step = 0
 
@@ -105,11 +108,9 @@ class Distiller:
         """Stream-R1 weights from the config's `reward` and `reweight` sections; None for plain DMD."""
         if not config.get("reweight"):
             return None
-        from ..reward.toy import load_toy_reward
-
         if not config.get("reward"):
             raise ValueError("a `reweight` section needs a `reward` model (e.g. reward: toy-reward)")
-        reward = load_toy_reward(config["reward"])
+        reward = build_reward(config, self.dry_run)
         reward.requires_grad_(False).eval()
         return StreamR1Reweighter(reward, self.codec.decode, ReweightSettings.from_dict(config["reweight"]))
 
@@ -117,8 +118,13 @@ class Distiller:
 
     def latent_shape(self, batch: int) -> tuple[int, int, int, int, int]:
         f = self.codec.space_factor
-        return (batch, self.codec.latent_channels, self.s.frames // self.codec.time_factor,
-                self.frame_size // f, self.frame_size // f)
+        latent_frames = getattr(self.codec, "latent_frames", lambda n: n // self.codec.time_factor)(self.s.frames)
+        return (batch, self.codec.latent_channels, latent_frames, self.frame_hw[0] // f, self.frame_hw[1] // f)
+
+    def uncond(self, n: int) -> torch.Tensor:
+        """The unconditional text input of CFG: the cached negative prompt where the encoder has one, else ""."""
+        negative = getattr(self.text, "negative", None)
+        return negative(n) if negative is not None else self.text([""] * n)
 
     def step_prompts(self, step: int) -> tuple[list[str], int]:
         """The global batch's prompts and the rollout's exit step, agreed for the whole step."""
@@ -136,9 +142,9 @@ class Distiller:
         """DMD loss of one micro-batch, scaled to its share of the global batch, plus logs."""
         cond = self.text(prompts)
         x = self_forcing_rollout(self.generator, self.latent_shape(len(prompts)), self.sigmas, cond, exit_step, gens)
-        g, info = dmd_gradient(x, self.teacher, self.critic, cond, self.text([""] * len(prompts)), self.dmd, gens)
+        g, info = dmd_gradient(x, self.teacher, self.critic, cond, self.uncond(len(prompts)), self.dmd, gens)
         elementwise = dmd_elementwise_loss(x, g)
-        w_inter = torch.ones(len(prompts))
+        w_inter = torch.ones(len(prompts), device=x.device)
         w_intra = torch.ones_like(x[:, :1])
         logs = {"dmd/grad_norm": info["grad_norm"].mean().item(), "dmd/sigma": info["sigma"].mean().item()}
         if self.reweighter is not None:
@@ -213,8 +219,7 @@ class Distiller:
 
     def student_metadata(self) -> dict:
         return {
-            "codec": {"factor": self.codec.space_factor},
-            "frame_size": self.frame_size,
+            **self.component_metadata,
             "sampler": {"shift": self.dmd.shift, "denoising_timesteps": list(self.s.denoising_timesteps)},
             "step": self.step,
         }
@@ -227,11 +232,18 @@ class Distiller:
 
 
 def distill(config: dict, run_dir: Path, resume: bool = False, reweighter=None, evaluator=None) -> Path:
-    """Run (or resume) a distillation and export the student; returns its path."""
+    """Run (or resume) a distillation and export the student; returns its path.
+
+    Under torchrun with WORLD_SIZE > 1 (or to resume a sharded checkpoint) the FSDP2 path runs instead.
+    """
+    from .distributed import distill_distributed, wants_distributed
+
+    if wants_distributed(run_dir, resume):
+        return distill_distributed(config, run_dir, resume, reweighter, evaluator)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     d = Distiller(config, run_dir, reweighter)
-    if evaluator is None:
+    if evaluator is None and d.family == "toy":  # ToyBench judges toy students only
         from .monitor import evaluate_student as evaluator
     if resume and not d.resume():
         log.warning("no checkpoint in %s; starting a fresh run", run_dir)
@@ -256,3 +268,18 @@ def distill(config: dict, run_dir: Path, resume: bool = False, reweighter=None, 
     writer.close()
     return d.export()
 
+
+
+def dry_run(config: dict) -> dict[str, float]:
+    """One full training step of a paper-scale config with tiny random weights of the same classes, on the CPU.
+
+    Nothing is downloaded or written outside a temporary directory; returns the step's logs. Under torchrun
+    with WORLD_SIZE > 1 the networks are sharded with FSDP2 as in a real multi-GPU run.
+    """
+    from .distributed import dry_run_distributed, world_size_from_env
+
+    if world_size_from_env() > 1:
+        return dry_run_distributed(dry_run_config(config))
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Distiller(dry_run_config(config), Path(tmp), dry_run=True)
+        return d.train_step(0)

@@ -125,13 +125,15 @@ def rope_angles(
     return grid.reshape(nf * nh * nw, -1)
 
 
-def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved channel pairs of x [B, H, N, D] by angles [N, D/2] (Wan's complex form)."""
-    cos = torch.cos(angles).to(x.dtype)
-    sin = torch.sin(angles).to(x.dtype)
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return out.flatten(-2)
+def rope_rotation(angles: torch.Tensor) -> torch.Tensor:
+    """Unit complex numbers e^{i·angle} [N, D/2], computed once per forward and shared by every layer."""
+    return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+
+
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved channel pairs of x [B, H, N, D] as complex numbers by `rotation` [N, D/2] (Wan's form)."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,8 +149,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+        return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype) * self.weight
 
 
 class SelfAttention(nn.Module):
@@ -171,12 +172,12 @@ class SelfAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        angles: torch.Tensor,
+        rotation: torch.Tensor,
         mask: torch.Tensor | None,
         cache: LayerCache | None,
     ) -> torch.Tensor:
-        q = apply_rope(self.heads(self.norm_q(self.q(x))), angles)
-        k = apply_rope(self.heads(self.norm_k(self.k(x))), angles)
+        q = apply_rope(self.heads(self.norm_q(self.q(x))), rotation)
+        k = apply_rope(self.heads(self.norm_k(self.k(x))), rotation)
         v = self.heads(self.v(x))
         if cache is not None:
             k, v = cache.context(k, v)
@@ -197,12 +198,20 @@ class CrossAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the text tokens, [B, heads, L, head_dim]."""
+        b, length, _ = context.shape
+        k = self.norm_k(self.k(context)).view(b, length, self.num_heads, -1).transpose(1, 2)
+        v = self.v(context).view(b, length, self.num_heads, -1).transpose(1, 2)
+        return k, v
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
         b, n, d = x.shape
-        h = self.num_heads
-        q = self.norm_q(self.q(x)).view(b, n, h, -1).transpose(1, 2)
-        k = self.norm_k(self.k(context)).view(b, context.shape[1], h, -1).transpose(1, 2)
-        v = self.v(context).view(b, context.shape[1], h, -1).transpose(1, 2)
+        q = self.norm_q(self.q(x)).view(b, n, self.num_heads, -1).transpose(1, 2)
+        if cache is not None and not torch.is_grad_enabled():
+            k, v = cache.text_kv(context, self.context_kv)  # a streamed video's text is fixed: once per video
+        else:
+            k, v = self.context_kv(context)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.o(out.transpose(1, 2).reshape(b, n, d))
 
@@ -226,15 +235,15 @@ class DiTBlock(nn.Module):
         x: torch.Tensor,
         e: torch.Tensor,
         context: torch.Tensor,
-        angles: torch.Tensor,
+        rotation: torch.Tensor,
         mask: torch.Tensor | None,
         cache: LayerCache | None,
     ) -> torch.Tensor:
-        # e: [B, N, 6, dim] per-token modulation (tokens of a frame share their frame's timestep)
+        # e: [B, N or 1, 6, dim] per-token modulation (tokens of a frame share their frame's timestep)
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.unsqueeze(0) + e).unbind(2)
         h = self.norm1(x) * (1 + scale1) + shift1
-        x = x + self.self_attn(h, angles, mask, cache) * gate1
-        x = x + self.cross_attn(self.norm3(x), context)
+        x = x + self.self_attn(h, rotation, mask, cache) * gate1
+        x = x + self.cross_attn(self.norm3(x), context, cache)
         h = self.norm2(x) * (1 + scale2) + shift2
         return x + self.ffn(h) * gate2
 
@@ -329,10 +338,16 @@ class DiT(nn.Module):
     # -- helpers ---------------------------------------------------------------------------
 
     def _timestep_modulation(self, t: torch.Tensor, grid: _Grid, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token time embedding e [B, N, dim] and block modulation e0 [B, N, 6, dim]."""
+        """Per-token time embedding e [B, N, dim] and block modulation e0 [B, N, 6, dim].
+
+        When every frame shares one timestep (samplers, the teacher) both keep a token axis of 1 and
+        broadcast: the same values, without materialising N copies.
+        """
         if t.dim() == 0:
             t = t.expand(batch)
         if t.dim() == 1:
+            e = self.time_embedding(sinusoidal_embedding(t, self.cfg.freq_dim))  # [B, dim]
+            return e.unsqueeze(1), self.time_projection(e).view(batch, 1, 6, -1)
             t = t.unsqueeze(1).expand(batch, grid.frames)
         if t.shape != (batch, grid.frames):
             raise ValueError(f"timestep must be [B] or [B, F={grid.frames}], got {tuple(t.shape)}")
@@ -388,12 +403,16 @@ class DiT(nn.Module):
         grid = _Grid(x.shape[2], x.shape[3], x.shape[4], start_frame)
         x = x.flatten(2).transpose(1, 2)  # [B, N, dim]
         e, e0 = self._timestep_modulation(t, grid, b)
-        ctx = self.text_embedding(context)
+        if kv_cache is not None and not torch.is_grad_enabled():
+            ctx = kv_cache.embed_text(context, self.text_embedding)
+        else:
+            ctx = self.text_embedding(context)
         frames = torch.arange(grid.frames, device=x.device) + grid.start_frame
         if cfg.frame_embedding:
             fe = self.frame_embedding(sinusoidal_embedding(frames.float(), cfg.freq_dim))  # [F, dim]
             x = x + fe.repeat_interleave(grid.tokens_per_frame, dim=0).unsqueeze(0)
         angles = rope_angles(cfg.dim // cfg.num_heads, frames, grid.height, grid.width, cfg.rope_theta)
+        rotation = rope_rotation(angles)
         mask = None
         if kv_cache is None:
             mask = self.attention_mask(grid, x.device)
@@ -401,7 +420,7 @@ class DiT(nn.Module):
             kv_cache.begin_chunk(frames, grid.tokens_per_frame, cfg)
         for i, block in enumerate(self.blocks):
             layer_cache = kv_cache.layer(i) if kv_cache is not None else None
-            x = block(x, e0, ctx, angles, mask, layer_cache)
+            x = block(x, e0, ctx, rotation, mask, layer_cache)
         if kv_cache is not None:
             kv_cache.end_chunk()
         out = self.unpatchify(self.head(x, e), grid)

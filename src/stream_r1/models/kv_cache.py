@@ -22,6 +22,13 @@ class LayerCache:
         self.owner = owner
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
+        self._text: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def text_kv(self, context: torch.Tensor, compute) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys/values of `context`, computed once and reused while the context is the same."""
+        if self._text is None or self._text[0] is not context:
+            self._text = (context, compute(context))
+        return self._text[1]
 
     def context(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys/values the current chunk attends to: cached ones then its own; store them if writing."""
@@ -54,6 +61,13 @@ class KVCache:
         self.next_frame = 0
         self.writing = False
         self._pending: list[int] = []
+        self._text: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def embed_text(self, context: torch.Tensor, embed) -> torch.Tensor:
+        """The embedded text of a streamed video, computed once while `context` stays the same tensor."""
+        if self._text is None or self._text[0] is not context:
+            self._text = (context, embed(context))
+        return self._text[1]
 
     def layer(self, i: int) -> LayerCache:
         return self.layers[i]

@@ -1,0 +1,201 @@
+"""What a distillation needs besides its settings, built per model family (DESIGN.md §5).
+
+`family: toy` (the default) loads the shipped toy teacher/student, the fixed toy text encoder and
+codec and the toy reward model, exactly as the trainer always did. `family: wan` loads Wan 2.1
+checkpoints into our DiT (`models.wan_io`), the Wan VAE, UMT5 and VideoReward from local paths; with
+`dry_run` it builds the same classes with tiny random weights instead, so that the whole paper-scale
+pipeline runs one step on a CPU without any download. The trainer only wires what comes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import load_dit
+from ..config import ConfigError
+
+FAMILIES = ("toy", "wan")
+
+
+@dataclass
+class Components:
+    """The networks and adapters of one run (teacher and reward frozen)."""
+
+    teacher: nn.Module
+    critic: nn.Module
+    generator: nn.Module
+    text: object  # prompts -> [B, L, text_dim]
+    codec: object  # encode / decode / latent_channels / space_factor / latent_frames
+    frame_size: tuple[int, int]  # pixel (height, width)
+    prompts: list[str]
+    metadata: dict = field(default_factory=dict)  # what an exported student needs to rebuild its pipeline
+
+
+class Autocast(nn.Module):
+    """Runs a frozen model under autocast (e.g. the bf16 14B teacher) and returns float32."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.module, self.dtype = module, dtype
+
+    @property
+    def cfg(self):
+        return self.module.cfg
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        device = next(self.module.parameters()).device.type
+        with torch.autocast(device_type=device, dtype=self.dtype):
+            return self.module(*args, **kwargs).float()
+
+
+def family_of(config: dict) -> str:
+    family = config.get("family", "toy")
+    if family not in FAMILIES:
+        raise ConfigError(f"family={family!r}; choose one of {FAMILIES}")
+    return family
+
+
+def build_components(config: dict, dry_run: bool = False) -> Components:
+    """The run's components for the config's `family`."""
+    if family_of(config) == "toy":
+        if dry_run:
+            raise ConfigError("--dry-run is for paper-scale configs (family: wan); toy runs are already small")
+        return toy_components(config)
+    return tiny_wan_components(config) if dry_run else wan_components(config)
+
+
+def build_reward(config: dict, dry_run: bool = False):
+    """The reward model of the config's `reward` section (a RewardModel), frozen."""
+    if family_of(config) == "toy":
+        from ..reward.toy import load_toy_reward
+
+        return load_toy_reward(config["reward"])
+    from ..reward.videoreward import VideoRewardSettings, load_videoreward, tiny_videoreward
+
+    section = dict(config["reward"]) if isinstance(config["reward"], dict) else {"path": config["reward"]}
+    settings = VideoRewardSettings.from_dict(section)
+    if dry_run:
+        settings.fps, settings.min_pixels, settings.max_pixels = None, 28 * 28 * 4, 56 * 56
+        return tiny_videoreward(settings)
+    return load_videoreward(settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Toy
+
+
+def toy_components(config: dict) -> Components:
+    """The embedded toy world (the order of loads is the trainer's historical one: RNG use unchanged)."""
+    from ..models.codec import SpaceToDepthCodec
+    from ..models.text import ToyTextEncoder
+    from ..toyworld.prompts import split_prompts
+    from ..toyworld.render import FRAME_SIZE
+
+    teacher, extra = load_dit(config["teacher"])
+    codec = SpaceToDepthCodec(extra.get("codec", {}).get("factor", 1))
+    size = extra.get("frame_size", FRAME_SIZE)
+    critic, _ = load_dit(config.get("critic_init") or config["teacher"])
+    generator, _ = load_dit(config["student_init"], causal=True, **config.get("student", {}))
+    return Components(teacher, critic, generator, ToyTextEncoder(teacher.cfg.text_dim), codec, (size, size),
+                      [p.text for p in split_prompts("train")],
+                      {"codec": {"factor": codec.space_factor}, "frame_size": size})
+
+
+# ---------------------------------------------------------------------------------------------
+# Wan 2.1 (paper scale)
+
+
+def _source(entry) -> tuple[str, str | None]:
+    """A checkpoint entry: a path, or {path, which}."""
+    if isinstance(entry, dict):
+        return entry["path"], entry.get("which")
+    return entry, None
+
+
+def _read_prompts(config: dict) -> list[str]:
+    path = config.get("data", {}).get("prompts")
+    if not path or not Path(path).exists():
+        raise FileNotFoundError(f"data.prompts={path!r}: give a text file with one training prompt per line")
+    prompts = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"{path} holds no prompts")
+    return prompts
+
+
+def wan_components(config: dict) -> Components:
+    """Wan 2.1 teacher (bf16, autocast), critic and self-forcing student from local files."""
+    from ..models.umt5 import UMT5TextEncoder
+    from ..models.wan_io import load_wan_dit
+    from ..models.wan_vae import WanVAECodec
+
+    dtype = getattr(torch, config.get("dtype", "bfloat16"))
+    path, which = _source(config["teacher"])
+    teacher = Autocast(load_wan_dit(path, which, dtype=dtype).requires_grad_(False), dtype)
+    path, which = _source(config.get("critic_init") or config["teacher"])
+    critic = load_wan_dit(path, which)
+    path, which = _source(config["student_init"])
+    generator = load_wan_dit(path, which, causal=True, **config.get("student", {}))
+    text_cfg = dict(config["text"])
+    text = UMT5TextEncoder.from_pretrained(text_cfg.pop("path"), text_cfg.pop("tokenizer"), dtype=dtype, **text_cfg)
+    codec = WanVAECodec.from_pretrained(config["codec"]["path"], dtype=torch.float32)
+    video = config.get("video", {})
+    size = (int(video.get("height", 480)), int(video.get("width", 832)))
+    meta = {"family": "wan", "frame_size": list(size), "text": dict(config["text"]), "codec": dict(config["codec"])}
+    return Components(teacher, critic, generator, text, codec, size, _read_prompts(config), meta)
+
+
+DRY_RUN_SHAPES = dict(dim=32, ffn_dim=64, num_heads=2, num_layers=2, freq_dim=32, text_dim=16, latent_channels=16,
+                      height=32, width=32)
+DRY_RUN_PROMPTS = ["a red fox runs through snow", "a paper boat drifts on a calm lake",
+                   "city lights at night seen from a moving train", "a hummingbird hovers near a flower"]
+
+
+def tiny_wan_components(config: dict) -> Components:
+    """The paper-scale classes (DiT in Wan layout, AutoencoderKLWan, UMT5) with tiny random weights."""
+    from ..models.dit import DiT, DiTConfig
+    from ..models.umt5 import tiny_umt5
+    from ..models.wan_io import dit_from_diffusers
+    from ..models.wan_vae import WanVAECodec, tiny_wan_vae
+
+    s = DRY_RUN_SHAPES
+    words = sorted({w for p in DRY_RUN_PROMPTS for w in p.split()})
+    negative = str(config.get("text", {}).get("negative_prompt", ""))
+    text = tiny_umt5(words + negative.split(), d_model=s["text_dim"], negative_prompt=negative)
+    codec = WanVAECodec(tiny_wan_vae(z_dim=s["latent_channels"]))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        teacher = dit_from_diffusers(_tiny_diffusers_wan(s)).requires_grad_(False)
+    dtype = getattr(torch, config.get("dtype", "bfloat16"))
+    critic = DiT(DiTConfig(**teacher.cfg.to_dict()))
+    critic.load_state_dict(teacher.state_dict())
+    student_cfg = {**teacher.cfg.to_dict(), "causal": True, **config.get("student", {})}
+    generator = DiT(DiTConfig(**student_cfg))
+    generator.load_state_dict(teacher.state_dict())
+    meta = {"family": "wan", "frame_size": [s["height"], s["width"]], "dry_run": True}
+    return Components(Autocast(teacher, dtype), critic, generator, text, codec, (s["height"], s["width"]),
+                      list(DRY_RUN_PROMPTS), meta)
+
+
+def _tiny_diffusers_wan(s: dict) -> nn.Module:
+    """A random diffusers WanTransformer3DModel of toy width (its weights become the dry run's teacher)."""
+    from diffusers import WanTransformer3DModel
+
+    model = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=s["num_heads"], attention_head_dim=s["dim"] // s["num_heads"],
+        in_channels=s["latent_channels"], out_channels=s["latent_channels"], text_dim=s["text_dim"],
+        freq_dim=s["freq_dim"], ffn_dim=s["ffn_dim"], num_layers=s["num_layers"], rope_max_seq_len=64)
+    with torch.no_grad():  # diffusers zero-initialises nothing we need, but make the head carry signal
+        model.proj_out.weight.normal_(std=0.02)
+    return model
+
+
+def dry_run_config(config: dict) -> dict:
+    """The config with a CPU-sized train section: 2 prompts as 2 micro-batches, 21 frames (2 chunks), one step."""
+    config = {**config, "train": dict(config.get("train", {}))}
+    config["train"].update(batch_size=2, micro_batch_size=1, frames=21, steps=1, log_every=1,
+                           checkpoint_every=1, eval_every=10**9)
+    return config

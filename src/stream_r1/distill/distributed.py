@@ -1,0 +1,436 @@
+"""Multi-process distillation: torchrun process groups, FSDP2 sharding, DCP checkpoints (README: Several GPUs).
+
+Parallelism is applied from outside, as in torchtitan: `DistributedDistiller` builds the single-process
+`Distiller`, then shards every network with FSDP2 (`fully_shard`: each block, then the root) and keeps
+the losses untouched. Why the update equals the single-process one:
+  - the global batch's prompts and the exit step come from `step_prompts` (seeded by (seed, step)), and
+    every sample's noise from its own generator keyed by its global index, so a rank that takes some of
+    the global indices draws exactly what one process would draw for them (`micro_batches`);
+  - each rank's loss is already its share of the global mean (the trainer divides by the global batch
+    size), so gradients are SUMMED across ranks (FSDP2's default would average: divide factor set to 1);
+  - grad clipping sees DTensor gradients, whose norm is the global one.
+The teacher and a module text encoder are sharded for memory only (frozen, no optimizer); the EMA is
+sharded like the generator and updated shard by shard; rank 0 gathers it whole to evaluate and export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+
+from ..config import from_section
+from ..dcp_state import is_sharded_checkpoint, load_full_state, load_sharded_state, save_sharded_state
+from ..reweight import AxisBalancer
+from ..train_state import latest_checkpoint
+from .trainer import Distiller
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16")
+BACKENDS = ("auto", "gloo", "nccl")
+
+
+@dataclass
+class DistributedSettings:
+    """The optional `distributed` section of a distillation config."""
+
+    mixed_precision: str = "fp32"  # "bf16": bf16 parameters and activations, fp32 gradient reductions
+    reshard_after_forward: bool = True  # free gathered parameters after each forward (ZeRO-3); False = ZeRO-2
+    backend: str = "auto"  # "auto": nccl on CUDA, gloo on the CPU
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> DistributedSettings:
+        s = from_section(cls, d or {}, "distributed")
+        if s.mixed_precision not in PRECISIONS:
+            raise ValueError(f"distributed.mixed_precision={s.mixed_precision!r}; choose one of {PRECISIONS}")
+        if s.backend not in BACKENDS:
+            raise ValueError(f"distributed.backend={s.backend!r}; choose one of {BACKENDS}")
+        return s
+
+
+# ---------------------------------------------------------------------------------------------
+# Process group
+
+
+@dataclass
+class Cluster:
+    """This process's place in the job: rank, world size, device and the 1-D data-parallel mesh."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    mesh: DeviceMesh
+    owns_group: bool  # this code created the process group, so it destroys it at the end
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def close(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def world_size_from_env() -> int:
+    """WORLD_SIZE as set by torchrun (1 when not launched by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_cluster(backend: str = "auto") -> Cluster:
+    """Join the process group described by torchrun's env vars (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*).
+
+    Without torchrun (no MASTER_ADDR) a one-process group is made in memory, so a checkpoint written by
+    several ranks can be resumed by a plain `stream-r1 distill --resume`.
+    """
+    cuda = torch.cuda.is_available()
+    if backend == "auto":
+        backend = "nccl" if cuda else "gloo"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    owns = not dist.is_initialized()
+    if owns:
+        if "MASTER_ADDR" in os.environ:
+            dist.init_process_group(backend)
+        elif world_size_from_env() == 1:
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+        else:
+            raise RuntimeError("WORLD_SIZE > 1 but no MASTER_ADDR; launch with torchrun --nproc_per_node N ...")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mesh = init_device_mesh(device.type, (world,), mesh_dim_names=("dp",))
+    if rank != 0:
+        logging.getLogger().setLevel(logging.WARNING)  # logging from rank 0 only
+    return Cluster(rank, world, device, mesh, owns)
+
+
+def wants_distributed(run_dir: Path, resume: bool) -> bool:
+    """Take the sharded path under torchrun with several ranks, or to resume a sharded checkpoint."""
+    if world_size_from_env() > 1:
+        return True
+    ckpt = latest_checkpoint(Path(run_dir)) if resume else None
+    return ckpt is not None and is_sharded_checkpoint(ckpt)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharding
+
+
+def precision_policy(precision: str, root: bool) -> MixedPrecisionPolicy:
+    """fp32: no casts. bf16: parameters gathered in bf16, gradients reduced in fp32, the root's outputs in fp32.
+
+    Forward inputs are not cast (timesteps and RoPE angles must stay fp32); matmuls run in bf16 through
+    autocast instead (see `autocast_forward`). Only the root casts its output: a block handing fp32 to the
+    next block would meet bf16 LayerNorm weights, which the CPU kernel refuses.
+    """
+    if precision == "fp32":
+        return MixedPrecisionPolicy()
+    return MixedPrecisionPolicy(torch.bfloat16, torch.float32, torch.float32 if root else None,
+                                cast_forward_inputs=False)
+
+
+def autocast_forward(module: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+    """Run `module`'s forward under autocast; FSDP2's hooks (gather, cast) stay outside it."""
+    forward = module.forward
+
+    @functools.wraps(forward)
+    def wrapped(*args, **kwargs):
+        with torch.autocast(device_type, dtype=dtype):
+            return forward(*args, **kwargs)
+
+    module.forward = wrapped
+
+
+def shard_units(module: nn.Module) -> list[nn.Module]:
+    """The FSDP units below the root: the elements of each outermost ModuleList (the transformer blocks)."""
+    units: list[nn.Module] = []
+    inside: set[int] = set()  # ids of modules within a unit already taken
+    for sub in module.modules():
+        if isinstance(sub, nn.ModuleList) and id(sub) not in inside:
+            for m in sub:
+                if any(True for _ in m.parameters()):
+                    units.append(m)
+                    inside.update(id(x) for x in m.modules())
+    return units
+
+
+def shard(module: nn.Module, mesh: DeviceMesh, precision: str, reshard_after_forward: bool) -> nn.Module:
+    """fully_shard each block, then the root; gradients are summed, not averaged, across ranks."""
+    for unit in shard_units(module):
+        fully_shard(unit, mesh=mesh, mp_policy=precision_policy(precision, root=False),
+                    reshard_after_forward=reshard_after_forward)
+    fully_shard(module, mesh=mesh, mp_policy=precision_policy(precision, root=True),
+                reshard_after_forward=reshard_after_forward)
+    for m in module.modules():
+        if isinstance(m, FSDPModule):
+            m.set_gradient_divide_factor(1.0)
+            m.set_force_sum_reduction_for_comms(True)  # plain SUM: gloo has no PREMUL_SUM
+    if precision == "bf16":
+        autocast_forward(module, mesh.device_type, torch.bfloat16)
+    return module
+
+
+def repoint_optimizer(opt: torch.optim.Optimizer, old_names: dict[int, str], module: nn.Module) -> None:
+    """After fully_shard replaced a module's parameters, point a fresh optimizer at the sharded ones."""
+    if opt.state:
+        raise RuntimeError("repoint_optimizer needs an optimizer that has not stepped yet")
+    new = dict(module.named_parameters())
+    for group in opt.param_groups:
+        group["params"] = [new[old_names[id(p)]] for p in group["params"]]
+
+
+class SyncedAxisBalancer(AxisBalancer):
+    """The balancer of method.md §3.6 fed every rank's micro-batch means, in one process's order.
+
+    One process appends one entry per micro-batch and then reads λ_a. Here the ranks' j-th micro-batches
+    are consecutive global micro-batches (see `DistributedDistiller.micro_batches`), so rank r appends
+    the entries of ranks 0..r before reading λ_a and holds the later ranks' entries until its next
+    update: every rank sees the window a single process would see at that micro-batch.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: list[torch.Tensor] = []
+
+    def update(self, scores: dict[str, torch.Tensor]) -> None:
+        means = torch.stack([scores[a].detach().float().nanmean() for a in self.axes]).cpu()
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, means)
+        rank = dist.get_rank()
+        for m in self.pending + gathered[: rank + 1]:
+            if torch.isfinite(m).all():
+                self.history.append(m)
+        self.pending = gathered[rank + 1 :]
+
+
+class _OnDevice:
+    """Moves a CPU text encoder's outputs to the training device."""
+
+    def __init__(self, encoder, device: torch.device) -> None:
+        self.encoder, self.device = encoder, device
+
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        return self.encoder(prompts).to(self.device)
+
+    def __getattr__(self, name: str):
+        return getattr(self.encoder, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+
+
+SUMMED_LOGS = ("loss/generator", "loss/critic")  # each rank logs its share of the global-batch loss
+
+
+class DistributedDistiller(Distiller):
+    """The single-process `Distiller`, sharded over the ranks of `cluster` with FSDP2."""
+
+    def __init__(self, config: dict, run_dir: Path, cluster: Cluster, reweighter=None, **kwargs) -> None:
+        super().__init__(config, run_dir, reweighter, **kwargs)
+        self.cluster = cluster
+        self.ds = DistributedSettings.from_dict(config.get("distributed"))
+        self.local_batch = self.check_batch()
+        mesh, prec, rsf = cluster.mesh, self.ds.mixed_precision, self.ds.reshard_after_forward
+        self.ema_full = copy.deepcopy(self.ema) if cluster.is_main else None  # whole EMA, CPU, rank 0
+        names = {id(p): n for m in (self.generator, self.critic) for n, p in m.named_parameters()}
+        shard(self.generator, mesh, prec, rsf)
+        shard(self.critic, mesh, prec, rsf)
+        shard(self.ema, mesh, "fp32", rsf)  # never runs forward sharded; same shards as the generator
+        if prec == "bf16":
+            self.teacher.to(torch.bfloat16)  # frozen: stored in bf16 (half the memory)
+        shard(self.teacher, mesh, prec, rsf)
+        if isinstance(self.text, nn.Module) and any(True for _ in self.text.parameters()):
+            self.text.requires_grad_(False)
+            shard(self.text, mesh, prec, rsf)
+        repoint_optimizer(self.opt_g, names, self.generator)
+        repoint_optimizer(self.opt_c, names, self.critic)
+        if cluster.device.type != "cpu":  # FSDP2 moved the sharded networks; the rest follows
+            self.sigmas = self.sigmas.to(cluster.device)
+            if not isinstance(self.text, nn.Module):
+                self.text = _OnDevice(self.text, cluster.device)
+            for frozen in (self.codec, getattr(self.reweighter, "reward", None)):
+                if isinstance(frozen, nn.Module):
+                    frozen.to(cluster.device)
+        if self.reweighter is not None and hasattr(self.reweighter, "balancer"):
+            b = self.reweighter.balancer
+            synced = SyncedAxisBalancer(b.axes, b.mode, b.history.maxlen, b.penalty, b.rate)
+            self.reweighter.balancer = synced
+
+    def check_batch(self) -> int:
+        """This rank's share of the global batch; micro-batches are cut from it."""
+        b, w, m = self.s.batch_size, self.cluster.world_size, self.s.micro_batch_size
+        if b % w:
+            raise ValueError(f"train.batch_size={b} does not split over {w} ranks; use a multiple of {w}")
+        local = b // w
+        if local < m:
+            log.info("micro-batch %d is larger than the %d samples per rank; using %d", m, local, local)
+            self.s.micro_batch_size = m = local
+        if local % m:
+            raise ValueError(f"{local} samples per rank (batch_size {b} over {w} ranks) is not a multiple of "
+                             f"train.micro_batch_size={m}; pick a divisor of {local}")
+        return local
+
+    def micro_batches(self) -> list[range]:
+        """This rank's share of the global batch, as global sample indices (keys of the noise generators).
+
+        Its j-th micro-batch is global micro-batch j·W + r, so the ranks' j-th micro-batches are the ones
+        a single process would run one after the other (the order the reward balancer sees them in).
+        """
+        m, w, r = self.s.micro_batch_size, self.cluster.world_size, self.cluster.rank
+        return [range((j * w + r) * m, (j * w + r + 1) * m) for j in range(self.local_batch // m)]
+
+    def train_step(self, step: int) -> dict[str, float]:
+        return reduce_logs(super().train_step(step))
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def optimized(self) -> dict[str, tuple[nn.Module, torch.optim.Optimizer]]:
+        """Each optimizer with the module it trains (DCP keys optimizer state by parameter name)."""
+        modules = self.modules()
+        out = {}
+        for name, opt in self.optimizers().items():
+            first = opt.param_groups[0]["params"][0]
+            owner = [m for m in modules.values() if any(first is p for p in m.parameters())]
+            if not owner:
+                raise RuntimeError(f"optimizer {name} trains none of the modules {sorted(modules)}")
+            out[name] = (owner[0], opt)
+        return out
+
+    def save(self) -> None:
+        save_sharded_state(self.run_dir, self.step, self.modules(), self.optimized(), {})
+
+    def resume(self) -> bool:
+        """Continue from the latest checkpoint: a sharded one (any rank count) or a single-process one."""
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            return False
+        load = load_sharded_state if is_sharded_checkpoint(ckpt) else load_full_state
+        self.step = load(ckpt, self.modules(), self.optimized())["step"]
+        log.info("resumed %s at step %d on %d ranks", ckpt, self.step, self.cluster.world_size)
+        return True
+
+    @contextlib.contextmanager
+    def whole_ema(self):
+        """Collective: gather the EMA to rank 0, where `self.ema` is the whole model inside the block."""
+        full = get_model_state_dict(self.ema, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        sharded = self.ema
+        if self.cluster.is_main:
+            self.ema_full.load_state_dict(full)
+            self.ema = self.ema_full.to(self.cluster.device)
+        try:
+            yield self.cluster.is_main
+        finally:
+            if self.cluster.is_main:
+                self.ema_full.to("cpu")
+            self.ema = sharded
+            dist.barrier()
+
+    def export(self) -> Path:
+        """Rank 0 writes RUN_DIR/student.safetensors from the gathered EMA (collective)."""
+        with self.whole_ema() as main:
+            if main:
+                super().export()
+        return self.run_dir / "student.safetensors"
+
+
+def reduce_logs(logs: dict[str, float]) -> dict[str, float]:
+    """Global-batch logs: the losses (each rank's share) summed over ranks, the rest averaged.
+
+    A single process averages the other logs over its micro-batches; every rank runs as many, so the
+    mean over ranks is the same mean.
+    """
+    world = dist.get_world_size()
+    if world == 1:
+        return logs
+    keys = sorted(logs)
+    total = torch.tensor([float(logs[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(total)
+    return {k: float(total[i]) if k in SUMMED_LOGS else float(total[i] / world) for i, k in enumerate(keys)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def distill_distributed(config: dict, run_dir: Path, resume: bool = False, reweighter=None, evaluator=None) -> Path:
+    """`distill()` over the ranks of a torchrun job: same loop, files and logs from rank 0 only."""
+    run_dir = Path(run_dir)
+    ds = DistributedSettings.from_dict(config.get("distributed"))
+    cluster = init_cluster(ds.backend)
+    try:
+        if cluster.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
+        d = DistributedDistiller(config, run_dir, cluster, reweighter)
+        if evaluator is None and getattr(d, "family", "toy") == "toy":  # ToyBench judges toy students only
+            from .monitor import evaluate_student as evaluator
+        if resume and not d.resume():
+            log.warning("no checkpoint in %s; starting a fresh run", run_dir)
+        return _loop(d, evaluator)
+    finally:
+        cluster.close()
+
+
+def dry_run_distributed(config: dict) -> dict[str, float]:
+    """One sharded training step of a dry-run config (tiny random weights of the paper-scale classes)."""
+    ds = DistributedSettings.from_dict(config.get("distributed"))
+    cluster = init_cluster(ds.backend)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return DistributedDistiller(config, Path(tmp), cluster, dry_run=True).train_step(0)
+    finally:
+        cluster.close()
+
+
+def _loop(d: DistributedDistiller, evaluator) -> Path:
+    main, s = d.cluster.is_main, d.s
+    writer = metrics = bar = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        writer = SummaryWriter(str(d.run_dir / "tb"))
+        metrics = (d.run_dir / "metrics.jsonl").open("a")
+        bar = tqdm(total=s.steps, initial=d.step, desc=f"distill ×{d.cluster.world_size}", dynamic_ncols=True)
+    log.info("distilling on %d ranks (%s), %d samples per rank, precision %s", d.cluster.world_size,
+             d.cluster.device, d.local_batch, d.ds.mixed_precision)
+    t0, start = time.time(), d.step
+    while d.step < s.steps:
+        logs = d.train_step(d.step)
+        d.step += 1
+        if main:
+            bar.update(1)
+            if d.step % s.log_every == 0 or d.step == s.steps:
+                for k, v in logs.items():
+                    writer.add_scalar(k, v, d.step)
+                writer.add_scalar("time/seconds_per_step", (time.time() - t0) / (d.step - start), d.step)
+                metrics.write(json.dumps({"step": d.step, **logs}) + "\n")
+                metrics.flush()
+                bar.set_postfix(critic=f"{logs['loss/critic']:.4f}", exit=logs["rollout/exit_step"])
+        if evaluator is not None and (d.step % s.eval_every == 0 or d.step == s.steps):
+            with d.whole_ema() as is_main:
+                if is_main:
+                    evaluator(d, writer)
+        if d.step % s.checkpoint_every == 0 or d.step == s.steps:
+            d.save()
+    if main:
+        bar.close()
+        writer.close()
+        metrics.close()
+    return d.export()

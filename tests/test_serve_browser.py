@@ -1,0 +1,105 @@
+"""`stream-r1 serve` in a real headless browser (Debian's chromium driven by Playwright).
+
+The server slows each chunk by DELAY seconds, and the page records when each chunk arrived, so a
+server or page that only showed the video once it was whole fails these tests.
+"""
+
+import os
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+NO_EXTRA = "the serve extra is not installed: pip install -e '.[serve]'"
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"Debian's chromium is absent ({CHROMIUM}); apt-get install chromium"
+)
+pytest.importorskip("fastapi", reason=NO_EXTRA)
+sync_api = pytest.importorskip("playwright.sync_api", reason=NO_EXTRA)
+
+from stream_r1.checkpoint import save_dit  # noqa: E402
+from stream_r1.models.dit import DiT  # noqa: E402
+from stream_r1.pipeline import VideoPipeline  # noqa: E402
+from stream_r1.serve import ServeLimits  # noqa: E402
+from stream_r1.serve.app import create_app  # noqa: E402
+from stream_r1.serve.server import background_server  # noqa: E402
+
+from .conftest import randomized, tiny_config  # noqa: E402
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DELAY = 0.3  # seconds added to every chunk by the server (its test-only option)
+PROMPT = "a green triangle moving right quickly on a gray background"
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "student.safetensors"
+    save_dit(path, randomized(DiT(tiny_config(causal=True))),
+             {"codec": {"factor": 1}, "sampler": {"shift": 3.0, "denoising_timesteps": [1000, 500]}})
+    limits = ServeLimits(max_frames=30, chunk_delay=DELAY)
+    app = create_app(VideoPipeline.from_checkpoint(path), limits, checkpoint="tiny-random",
+                     videos_dir=tmp_path_factory.mktemp("videos"))
+    with background_server(app) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, url):
+    page = browser.new_page(viewport={"width": 1000, "height": 720})
+    page.goto(url)
+    page.wait_for_function("document.getElementById('frames').value !== ''")  # /api/info has loaded
+    yield page
+    page.close()
+
+
+def submit(page, prompt: str, frames: int) -> None:
+    page.fill("#prompt", prompt)
+    page.fill("#frames", str(frames))
+    page.click("#go")
+
+
+def test_chunks_appear_before_the_last_is_done(page, url, tmp_path):
+    submit(page, PROMPT, 12)  # 4 chunks of 3 frames
+    page.wait_for_function("window.streamLog && window.streamLog.chunks.length >= 2", timeout=20_000)
+    live = page.evaluate("() => ({chunks: streamLog.chunks.length, done: streamLog.done})")
+    assert live["done"] is None and live["chunks"] < 4, live  # seen while the last chunk was still coming
+    page.wait_for_function("window.streamLog.done !== null", timeout=20_000)
+    log = page.evaluate("() => window.streamLog")
+    times = [c["t"] for c in log["chunks"]]
+    assert [c["index"] for c in log["chunks"]] == [0, 1, 2, 3] and log["error"] is None
+    assert times[1] < times[-1] - DELAY, times  # two chunks arrived at least one chunk-time before the last
+    assert page.inner_text("#chunks") == "4 / 4" and page.inner_text("#nframes") == "12"
+    assert float(page.inner_text("#latency").split()[0]) >= DELAY  # first-chunk latency includes one delay
+    drawn = page.evaluate("""() => {
+        const ctx = document.getElementById('strip').getContext('2d');
+        return [[1, 1], [11 * 42 + 3 * 6 + 1, 1]].map(([x, y]) => ctx.getImageData(x, y, 1, 1).data[3]);
+    }""")  # the first tile and the twelfth (one row: 40 px tiles, 2 px gaps, 6 px more between chunks) are painted
+    assert drawn == [255, 255]
+    href = page.get_attribute("#download", "href")
+    assert page.is_visible("#download")
+    mp4 = page.request.get(url + href)
+    assert mp4.status == 200 and mp4.headers["content-type"] == "video/mp4" and len(mp4.body()) > 1000
+    page.screenshot(path=str(tmp_path / "serve.png"))
+    assert (tmp_path / "serve.png").stat().st_size > 10_000
+
+
+def test_bad_requests_show_a_message_and_the_page_still_works(page):
+    assert not page.is_visible("#error")
+    submit(page, "a purple circle moving left on a black background", 6)
+    page.wait_for_selector("#error", state="visible", timeout=10_000)
+    assert "unknown word" in page.inner_text("#error") and "purple" in page.inner_text("#error")
+    assert page.evaluate("() => window.streamLog.closeCode") == 1008
+    submit(page, "a red circle moving left on a black background", 99)
+    page.wait_for_function("window.streamLog.error !== null", timeout=10_000)
+    assert "over this server's limit of 30" in page.inner_text("#error")
+    submit(page, "a red circle moving left on a black background", 3)
+    page.wait_for_function("window.streamLog.done !== null", timeout=20_000)
+    assert not page.is_visible("#error")
