@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from stream_r1.checkpoint import load_dit, save_dit
+from stream_r1.demo import read_metrics
 from stream_r1.distill.dmd import DMDSettings, dmd_elementwise_loss, dmd_gradient
 from stream_r1.distill.rollout import self_forcing_rollout
 from stream_r1.distill.trainer import PHASE_GENERATOR, Distiller, sample_generators
@@ -135,6 +136,8 @@ def test_sigkill_then_resume_is_bitwise_identical(tiny_teacher, tmp_path):
         sa, _ = load_state_dict(tmp_path / "straight" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
         sb, _ = load_state_dict(tmp_path / "killed" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
         assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+    rows = read_metrics(tmp_path / "straight" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, 9)) and all("loss/critic" in r for r in rows)
 
 
 def test_reweighting_switched_off_gives_exactly_the_dmd_loss(tiny_teacher, tmp_path):

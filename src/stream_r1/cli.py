@@ -107,7 +107,23 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    print(f"report: {run_demo(Path(args.out), args.per_prompt, args.seed)}")
+    print(f"report: {run_demo(Path(args.out), args.per_prompt, args.seed, args.config, args.set)}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    import shlex
+
+    from .compare import run_compare
+
+    command = " ".join(["stream-r1 compare", "--config", args.config, "--out", args.out,
+                        *(f"--set {shlex.quote(x)}" for x in args.set),
+                        *([f"--workers {args.workers}"] if args.workers else [])])
+    try:
+        report = run_compare(args.config, Path(args.out), args.set, command=command, workers=args.workers)
+    except RuntimeError as err:  # some jobs failed; the partial report is written
+        print(f"stream-r1 compare: {err}", file=sys.stderr)
+        sys.exit(1)
+    print(f"report: {report}")
 
 
 def add_run_args(p: argparse.ArgumentParser, default_config: str, out_required: bool = True) -> None:
@@ -177,11 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sleep S seconds before sending each chunk (tests and demos only)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("demo", help="the main job on the toy world: shipped checkpoints, samples, ToyBench report")
+    p = sub.add_parser("demo", help="the main job on the toy world: Stream-R1 distillation, samples, report")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--per-prompt", type=positive_int, default=2)
+    p.add_argument("--config", default="toy-stream-r1", help="distillation config (name or path)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--per-prompt", type=positive_int, default=1, help="held-out videos per prompt (48 prompts)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("compare", help="train and evaluate every baseline and Stream-R1 variant, paired by seed")
+    p.add_argument("--config", default="toy-compare", help="compare config (name or path)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--out", required=True, help="results directory (runs/, results.md, results.json, plots)")
+    p.add_argument("--workers", type=positive_int, help="worker processes, one thread each (default: the config's)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -31,9 +31,8 @@ def heat(maps: torch.Tensor, size: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate_student(d, writer, step: int | None = None) -> dict[str, float]:
-    """Stream held-out videos with the EMA student, log ToyBench and write a sample grid PNG."""
-    step = d.step if step is None else step
+def heldout_videos(d) -> tuple[list[np.ndarray], list[str]]:
+    """The EMA student's `eval_videos` held-out videos (uint8 [T, H, W, 3]), the same prompts and noise every time."""
     held = split_prompts("heldout")
     prompts = [held[i * len(held) // d.s.eval_videos].text for i in range(d.s.eval_videos)]
     gens = [torch.Generator().manual_seed(10_000 + i) for i in range(len(prompts))]
@@ -41,7 +40,14 @@ def evaluate_student(d, writer, step: int | None = None) -> dict[str, float]:
     fpc = d.ema.cfg.frames_per_chunk
     chunks = list(stream_chunks(d.ema, shape[2] // fpc, (*shape[:2], fpc, *shape[3:]), d.sigmas,
                                 d.text(prompts), gens))
-    videos = [to_uint8(v).numpy() for v in d.codec.decode(torch.cat(chunks, dim=2))]
+    return [to_uint8(v).numpy() for v in d.codec.decode(torch.cat(chunks, dim=2))], prompts
+
+
+@torch.no_grad()
+def evaluate_student(d, writer, step: int | None = None, heldout: tuple | None = None) -> dict[str, float]:
+    """Stream held-out videos with the EMA student (or take `heldout_videos(d)` given), log ToyBench, write a grid."""
+    step = d.step if step is None else step
+    videos, prompts = heldout if heldout is not None else heldout_videos(d)
     summary = score_batch(videos, prompts)
     for k in ("vq", "mq", "ta", "total"):
         writer.add_scalar(f"toybench/{k}", summary[k], step)

@@ -8,6 +8,7 @@ random draw comes from generators keyed by (seed, step, phase, global sample ind
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -251,19 +252,26 @@ def distill(config: dict, run_dir: Path, resume: bool = False, reweighter=None, 
     s = d.s
     bar = tqdm(total=s.steps, initial=d.step, desc="distill", dynamic_ncols=True)
     t0 = time.time()
-    while d.step < s.steps:
-        logs = d.train_step(d.step)
-        d.step += 1
-        bar.update(1)
-        if d.step % s.log_every == 0 or d.step == s.steps:
-            for k, v in logs.items():
-                writer.add_scalar(k, v, d.step)
-            writer.add_scalar("time/seconds_per_step", (time.time() - t0) / max(1, bar.n - bar.initial), d.step)
-            bar.set_postfix(critic=f"{logs['loss/critic']:.4f}", exit=logs["rollout/exit_step"])
-        if evaluator is not None and (d.step % s.eval_every == 0 or d.step == s.steps):
-            evaluator(d, writer)
-        if d.step % s.checkpoint_every == 0 or d.step == s.steps:
-            d.save()
+    with (run_dir / "metrics.jsonl").open("a") as metrics:  # the TensorBoard scalars as JSON lines, for reports
+        while d.step < s.steps:
+            logs = d.train_step(d.step)
+            d.step += 1
+            bar.update(1)
+            if d.step % s.log_every == 0 or d.step == s.steps:
+                logs["time/seconds_per_step"] = (time.time() - t0) / max(1, bar.n - bar.initial)
+                for k, v in logs.items():
+                    writer.add_scalar(k, v, d.step)
+                bar.set_postfix(critic=f"{logs['loss/critic']:.4f}", exit=logs["rollout/exit_step"])
+            else:
+                logs = {}
+            if evaluator is not None and (d.step % s.eval_every == 0 or d.step == s.steps):
+                summary = evaluator(d, writer)
+                logs.update({f"toybench/{k}": summary[k] for k in ("vq", "mq", "ta", "total")} if summary else {})
+            if logs:
+                metrics.write(json.dumps({"step": d.step, **logs}) + "\n")
+                metrics.flush()
+            if d.step % s.checkpoint_every == 0 or d.step == s.steps:
+                d.save()
     bar.close()
     writer.close()
     return d.export()
