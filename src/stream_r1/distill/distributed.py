@@ -416,7 +416,7 @@ def _loop(d: DistributedDistiller, evaluator) -> Path:
         d.step += 1
         if main:
             bar.update(1)
-            if d.step % s.log_every == 0 or d.step == s.steps:
+            if d.step % s.log_every == 0 or d.step == s.steps or "loss/generator" in logs:  # every generator step
                 for k, v in logs.items():
                     writer.add_scalar(k, v, d.step)
                 writer.add_scalar("time/seconds_per_step", (time.time() - t0) / (d.step - start), d.step)

@@ -257,7 +257,7 @@ def distill(config: dict, run_dir: Path, resume: bool = False, reweighter=None, 
             logs = d.train_step(d.step)
             d.step += 1
             bar.update(1)
-            if d.step % s.log_every == 0 or d.step == s.steps:
+            if d.step % s.log_every == 0 or d.step == s.steps or "loss/generator" in logs:  # every generator step
                 logs["time/seconds_per_step"] = (time.time() - t0) / max(1, bar.n - bar.initial)
                 for k, v in logs.items():
                     writer.add_scalar(k, v, d.step)
