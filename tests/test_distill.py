@@ -169,3 +169,30 @@ def test_every_generator_step_is_logged(tiny_teacher, tmp_path):
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows if "loss/generator" in r] == [1, 3]
     assert rows[-1]["step"] == 4
+
+
+def test_resume_restores_the_balancer_window(tiny_teacher, tmp_path):
+    """A resumed Stream-R1 run balances the axes from the same window of scores as the run it continues."""
+    from stream_r1.reweight import ReweightSettings, StreamR1Reweighter
+
+    from .test_reweight import quadratic_reward
+
+    def reweighter(d):
+        return StreamR1Reweighter(quadratic_reward, d.codec.decode, ReweightSettings(balance="per_axis"))
+
+    config = tiny_distill_config(tiny_teacher, generator_every=1)
+    d = Distiller(config, tmp_path / "run")
+    d.reweighter = reweighter(d)
+    for step in range(5):
+        d.train_step(step)
+        d.step = step + 1
+    d.save()
+    history = [h.clone() for h in d.reweighter.balancer.history]
+    assert len(history) == 5
+
+    again = Distiller(config, tmp_path / "run")
+    again.reweighter = reweighter(again)
+    assert again.resume() and again.step == 5
+    assert len(again.reweighter.balancer.history) == 5
+    assert all(torch.equal(a, b) for a, b in zip(history, again.reweighter.balancer.history, strict=True))
+    assert again.reweighter.balancer.lambdas() == d.reweighter.balancer.lambdas()

@@ -177,6 +177,16 @@ class AxisBalancer:
         if torch.isfinite(means).all():
             self.history.append(means)
 
+    def state_dict(self) -> dict:
+        """The window of per-step axis means, JSON-ready, so a resumed run balances exactly as before."""
+        return {"axes": self.axes, "history": [h.tolist() for h in self.history]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["axes"] != self.axes:
+            raise ValueError(f"balancer state is for axes {state['axes']}, this run balances {self.axes}")
+        self.history.clear()
+        self.history.extend(torch.tensor(h, dtype=torch.float32) for h in state["history"])
+
     def lambdas(self) -> dict[str, float]:
         k = len(self.axes)
         if self.mode != "per_axis":

@@ -207,14 +207,22 @@ class Distiller:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer_generator": self.opt_g, "optimizer_critic": self.opt_c}
 
+    def _balancer(self):
+        return getattr(self.reweighter, "balancer", None)
+
     def save(self) -> None:
-        save_training_state(self.run_dir, self.step, self.modules(), self.optimizers(), {})
+        balancer = self._balancer()
+        state = {"balancer": balancer.state_dict()} if balancer is not None else {}
+        save_training_state(self.run_dir, self.step, self.modules(), self.optimizers(), state)
 
     def resume(self) -> bool:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             return False
-        self.step = load_training_state(ckpt, self.modules(), self.optimizers())["step"]
+        state = load_training_state(ckpt, self.modules(), self.optimizers())
+        self.step = state["step"]
+        if self._balancer() is not None and "balancer" in state:
+            self._balancer().load_state_dict(state["balancer"])
         log.info("resumed %s at step %d", ckpt, self.step)
         return True
 
