@@ -83,7 +83,7 @@ def run_demo(
     log.info("scoring the new student on the held-out prompts")
     rows, results = {}, {}
     r = evaluate_checkpoint(str(student), "heldout", per_prompt, seed)
-    rows["this run (Stream-R1)"], rows["ground truth"] = r["model"], r["ground_truth"]
+    rows["this run (Stream-R1)"] = r["model"]
     results["this run"] = {k: v for k, v in r.items() if not k.startswith("_")}
     pick = slice(None, None, max(1, len(r["_videos"]) // 8))
     save_strip(out / "student-heldout.png", r["_videos"][pick][:8])
@@ -94,6 +94,7 @@ def run_demo(
             rows[f"shipped {name}"] = shipped["model"]
             results[name] = {k: v for k, v in shipped.items() if not k.startswith("_")}
 
+    rows["ground truth"] = r["ground_truth"]
     generate_to_dir(VideoPipeline.from_checkpoint(str(student)), SAMPLE_PROMPTS, 12, seed, out / "samples")
     grids = sorted((run_dir / "samples").glob("step_*.png"))
     if grids:
