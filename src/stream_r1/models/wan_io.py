@@ -71,36 +71,32 @@ def _rename(key: str, block_table, top_table) -> str | None:
     return None
 
 
-def diffusers_to_wan(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename diffusers `WanTransformer3DModel` keys to Wan keys; unknown keys are an error listing them."""
+def _rename_state(state: dict[str, torch.Tensor], blocks, top, error: str) -> dict[str, torch.Tensor]:
+    """Rename every key with `_rename`; keys without a counterpart are one error listing them."""
     out, unknown = {}, []
     for k, v in state.items():
-        new = _rename(k, BLOCK_RENAMES, TOP_RENAMES)
+        new = _rename(k, blocks, top)
         if new is None:
             unknown.append(k)
         else:
             out[new] = v
     if unknown:
-        raise CheckpointError(f"diffusers Wan keys with no Wan 2.1 T2V counterpart: {sorted(unknown)[:8]} "
-                              f"({len(unknown)} in all); only text-to-video transformers convert")
+        raise CheckpointError(error.format(keys=sorted(unknown)[:8], count=len(unknown)))
     return out
+
+
+def diffusers_to_wan(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename diffusers `WanTransformer3DModel` keys to Wan keys; unknown keys are an error listing them."""
+    return _rename_state(state, BLOCK_RENAMES, TOP_RENAMES,
+                         "diffusers Wan keys with no Wan 2.1 T2V counterpart: {keys} ({count} in all); "
+                         "only text-to-video transformers convert")
 
 
 def wan_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename Wan keys to diffusers `WanTransformer3DModel` keys (the inverse of `diffusers_to_wan`)."""
-    inverse_block = tuple((b, a) for a, b in BLOCK_RENAMES)
-    inverse_top = tuple((b, a) for a, b in TOP_RENAMES)
-    out, unknown = {}, []
-    for k, v in state.items():
-        new = _rename(k, inverse_block, inverse_top)
-        if new is None:
-            unknown.append(k)
-        else:
-            out[new] = v
-    if unknown:
-        raise CheckpointError(f"keys with no diffusers Wan counterpart: {sorted(unknown)[:8]}; "
-                              "toy extensions (conv stem/head, frame embedding) cannot be saved in Wan layouts")
-    return out
+    return _rename_state(state, tuple((b, a) for a, b in BLOCK_RENAMES), tuple((b, a) for a, b in TOP_RENAMES),
+                         "keys with no diffusers Wan counterpart: {keys}; toy extensions (conv stem/head, "
+                         "frame embedding) cannot be saved in Wan layouts")
 
 
 def strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
