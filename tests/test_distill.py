@@ -11,11 +11,11 @@ import torch
 import yaml
 
 from stream_r1.checkpoint import load_dit, save_dit
-from stream_r1.demo import read_metrics
 from stream_r1.distill.dmd import DMDSettings, dmd_elementwise_loss, dmd_gradient
 from stream_r1.distill.rollout import self_forcing_rollout
 from stream_r1.distill.trainer import PHASE_GENERATOR, Distiller, sample_generators
 from stream_r1.models.dit import DiT
+from stream_r1.train_state import read_jsonl
 
 from .conftest import randomized, tiny_config
 
@@ -136,7 +136,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tiny_teacher, tmp_path):
         sa, _ = load_state_dict(tmp_path / "straight" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
         sb, _ = load_state_dict(tmp_path / "killed" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
         assert all(torch.equal(sa[k], sb[k]) for k in sa), name
-    rows = read_metrics(tmp_path / "straight" / "metrics.jsonl")
+    rows = read_jsonl(tmp_path / "straight" / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 9)) and all("loss/critic" in r for r in rows)
 
 
@@ -166,7 +166,7 @@ def test_every_generator_step_is_logged(tiny_teacher, tmp_path):
 
     config = tiny_distill_config(tiny_teacher, steps=4, generator_every=2, log_every=1000, checkpoint_every=1000)
     distill(config, tmp_path / "run", evaluator=lambda d, writer: None)
-    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows if "loss/generator" in r] == [1, 3]
     assert rows[-1]["step"] == 4
 

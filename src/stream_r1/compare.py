@@ -32,6 +32,7 @@ from .checkpoint import atomic_write, resolve_checkpoint
 from .config import ConfigError, from_section, load_config
 from .toyworld.prompts import parse_prompt, split_prompts
 from .toyworld.render import NUM_FRAMES
+from .train_state import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +330,7 @@ def train_seconds(run_dir: Path, steps: int) -> float | None:
     path = run_dir / TIME_FILE
     if not path.exists():
         return None
-    segments = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    segments = read_jsonl(path)
     done = sum(s["to_step"] - s["from_step"] for s in segments)
     seconds = sum(s["seconds"] for s in segments)
     return seconds * steps / done if done else None

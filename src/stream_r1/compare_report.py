@@ -18,6 +18,7 @@ import yaml
 
 from .checkpoint import atomic_write
 from .stats import Interval, mean_ci, paired_difference
+from .train_state import read_jsonl
 
 AXES = ("vq", "mq", "ta")
 METRICS = {  # key -> column title
@@ -50,12 +51,6 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return sha + (" (with uncommitted changes)" if dirty else "")
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def fmt(iv: Interval, digits: int = 3, signed: bool = False) -> str:

@@ -19,6 +19,7 @@ from .config import load_config
 from .evaluate import evaluate_checkpoint, ground_truth_uint8, markdown_table, save_strip
 from .generate import generate_to_dir
 from .pipeline import VideoPipeline
+from .train_state import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,6 @@ CURVES = (  # (panel title, metric keys) drawn from the run's metrics.jsonl
     ("adaptive balance λ per axis", ("balance/lambda_vq", "balance/lambda_mq", "balance/lambda_ta")),
     ("ToyBench of the EMA student (16 held-out videos)", ("toybench/vq", "toybench/mq", "toybench/ta")),
 )
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The JSON lines a distillation run logs (one dict per logged step)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def plot_curves(rows: list[dict], path: Path) -> None:
@@ -99,7 +93,7 @@ def run_demo(
     grids = sorted((run_dir / "samples").glob("step_*.png"))
     if grids:
         shutil.copyfile(grids[-1], out / "weight-maps.png")
-    plot_curves(read_metrics(run_dir / "metrics.jsonl"), out / "curves.png")
+    plot_curves(read_jsonl(run_dir / "metrics.jsonl"), out / "curves.png")
 
     ratio = r["ratio"]
     report = out / "report.md"

@@ -82,3 +82,11 @@ def load_training_state(
     rng = torch.load(ckpt / "rng.pt", weights_only=True)
     torch.set_rng_state(rng["torch"])
     return json.loads((ckpt / "state.json").read_text())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a run's JSON-lines file (metrics.jsonl and the like); [] if it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
