@@ -14,7 +14,7 @@ from stream_r1.compare_report import reward_hacking
 from stream_r1.config import ConfigError, load_config
 from stream_r1.models.dit import DiT
 from stream_r1.reward.toy import ToyRewardConfig, ToyRewardModel, save_toy_reward
-from stream_r1.stats import Interval, mean_ci, paired_difference, t_critical
+from stream_r1.stats import Interval, average_ranks, mean_ci, paired_difference, spearman, t_critical
 
 from .conftest import randomized, tiny_config
 
@@ -49,6 +49,15 @@ def test_paired_difference_pairs_by_seed_and_marks_the_sign():
     assert Interval(0.01, 0.02, 3).sign() == 0
     with pytest.raises(ValueError, match="share no seed"):
         paired_difference({0: 1.0}, {1: 1.0})
+
+
+def test_spearman_uses_average_ranks_for_ties():
+    assert average_ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # hand-computed: ranks a = [1, 2, 3, 4], b = [2, 1, 4, 3] -> 1 - 6·4 / (4·15) = 0.6
+    assert spearman([0.1, 0.2, 0.3, 0.4], [5, 1, 9, 7]) == pytest.approx(0.6)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
 
 
 def test_reward_hacking_flags_reward_up_with_toybench_flat_or_down():

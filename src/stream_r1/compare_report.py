@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from .checkpoint import atomic_write
-from .stats import Interval, mean_ci, paired_difference
+from .stats import Interval, mean_ci, paired_difference, spearman
 from .train_state import read_jsonl
 
 AXES = ("vq", "mq", "ta")
@@ -88,6 +88,9 @@ def collect(s, jobs, reused: set[str]) -> dict:
             sec = train_seconds(Path(job.run_dir), job.config["train"]["steps"])
             rec["train_minutes"] = sec / 60 if sec is not None else None
             rec["steps"] = job.config["train"]["steps"]
+        per_video = ev.get("per_video", {})
+        rec["reliability"] = {a: spearman(per_video[f"reward/{a}"], per_video[f"toybench/{a}"]) for a in AXES
+                              if len(per_video.get(f"reward/{a}", [])) > 1}
         entry["seeds"][job.seed] = rec
     return rows
 
@@ -226,6 +229,19 @@ def speed_table(s, speed: dict) -> str:
         kind = "streamed chunk by chunk" if sp["streaming"] else "whole clip (bidirectional)"
         lines.append(f"| {r.name} | {kind} | {sp['fps']:.1f} | {sp['seconds_per_video']:.3f} | "
                      f"{sp['first_chunk_seconds']:.3f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def reliability_table(s, rows: dict) -> str:
+    """Per row and axis: Spearman ρ between the reward head and ToyBench over the row's evaluation videos."""
+    lines = ["| row | " + " | ".join(f"ρ {a.upper()}" for a in AXES) + " |", "|---|" + "---|" * len(AXES)]
+    for r in s.rows:
+        seeds = rows[r.name]["seeds"]
+        cells = []
+        for a in AXES:
+            vals = [v["reliability"][a] for v in seeds.values() if not math.isnan(v["reliability"].get(a, math.nan))]
+            cells.append(fmt(mean_ci(vals, s.confidence), 2, signed=True) if vals else "–")
+        lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -434,6 +450,12 @@ def write_report(s, raw: dict, out: Path, jobs, reused: set[str], speed: dict, s
            "## Reward hacking check", "",
            "Where a row's reward-model score rises against the baseline on an axis, does ToyBench agree?", "",
            *hack_lines, "", hack_summary, "",
+           "## How reliable is the reward on these videos?", "",
+           "Stream-R1 weights each rollout by the reward and each region by the reward's gradient, so it can only "
+           "help where the reward ranks videos as the oracle does. Spearman ρ between each reward head and the "
+           "ToyBench axis it stands for, over one (row, seed)'s evaluation videos (mean ± interval over seeds; "
+           "diagnostic only, nothing is trained on it):", "",
+           reliability_table(s, rows), "",
            "## Inference cost", "",
            "One held-out video (the strip's prompt) generated at batch 1, median of "
            f"{s.eval.fps_videos} runs after a warm-up, every row in the same single-threaded process.", "",

@@ -90,3 +90,29 @@ def paired_difference(a: dict, b: dict, confidence: float = 0.95) -> Interval:
     if not keys:
         raise ValueError("the two rows share no seed; pair them on common seeds")
     return mean_ci([a[k] - b[k] for k in keys], confidence)
+
+
+def average_ranks(values: list[float]) -> list[float]:
+    """Ranks 1..n with ties given the mean of the ranks they span (as Spearman's ρ needs)."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman's rank correlation of two equally long lists (nan if either is constant)."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"need two lists of equal length ≥ 2, got {len(a)} and {len(b)}")
+    ra, rb = average_ranks(a), average_ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    var = math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
+    return cov / var if var > 0 else math.nan
