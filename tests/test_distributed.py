@@ -53,8 +53,14 @@ def run(cmd: list[str]) -> None:
 
 
 def read_metrics(run_dir) -> dict[int, dict]:
+    """metrics.jsonl per step, without the wall-clock and ToyBench entries (the reference has neither)."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {r.pop("step"): r for r in rows}
+    return {r.pop("step"): {k: v for k, v in r.items() if not k.startswith(("time/", "toybench/"))} for r in rows}
+
+
+def toybench_steps(run_dir) -> list[int]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["step"] for r in rows if "toybench/total" in r]
 
 
 def snapshot(d: Distiller) -> dict:
@@ -81,22 +87,20 @@ def setup(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(setup):
-    """The single-process trainer for 4 steps: logs per step, weights after steps 2 and 4.
+    """The single-process trainer for 4 uninterrupted steps: logs per step, weights after steps 2 and 4.
 
-    At step 2 the balancer's window is emptied: the single-process trainer does not checkpoint it either,
-    so this is what resuming at step 2 gives.
+    Runs resumed at step 2 must match it, so the balancer's window has to travel in every checkpoint format.
     """
     root, config, _ = setup
     d = Distiller(config, root / "plain")
-    logs, weights = {}, {}
+    logs, weights, windows = {}, {}, {}
     for step in range(4):
-        if step == 2:
-            d.reweighter.balancer.history.clear()
         logs[step + 1] = d.train_step(step)
         d.step = step + 1
         if d.step in (2, 4):
             weights[d.step] = snapshot(d)
-    return logs, weights
+            windows[d.step] = d.reweighter.balancer.state_dict()["history"]
+    return logs, weights, windows
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +128,7 @@ def assert_weights_match(got: dict, want: dict, start: dict) -> None:
 def test_two_ranks_equal_one_process(setup, reference, two_rank_run):
     """Same global batch: 2 gloo ranks with FSDP2 give the single-process losses, grad norms and weights."""
     _, config, _ = setup
-    ref_logs, ref_weights = reference
+    ref_logs, ref_weights, ref_windows = reference
     got = read_metrics(two_rank_run)
     for step in (1, 2):
         assert_logs_match(got[step], ref_logs[step])
@@ -137,12 +141,16 @@ def test_two_ranks_equal_one_process(setup, reference, two_rank_run):
     for k, v in student.state_dict().items():
         torch.testing.assert_close(v, ref_weights[2]["ema"][k], atol=PARAM_ATOL, rtol=1e-5)
     assert list((two_rank_run / "samples").glob("*.png"))  # rank 0 evaluated the gathered EMA
+    assert toybench_steps(two_rank_run) == [2]  # ... and logged its ToyBench scores like a single process
+    window = json.loads((ckpt / "state.json").read_text())["balancer"]["history"]
+    assert len(window) == len(ref_windows[2]) > 0  # rank 0 saved the whole window, its own and rank 1's entries
+    torch.testing.assert_close(torch.tensor(window), torch.tensor(ref_windows[2]), atol=1e-6, rtol=1e-5)
 
 
 def test_two_rank_checkpoint_resumes_on_one_process(setup, reference, two_rank_run):
     """`stream-r1 distill --resume` without torchrun picks up the 2-rank DCP checkpoint and continues."""
     root, config, config_path = setup
-    ref_logs, ref_weights = reference
+    ref_logs, ref_weights, ref_windows = reference
     out = root / "resumed"
     shutil.copytree(two_rank_run, out)
     (out / "metrics.jsonl").unlink()
@@ -162,7 +170,7 @@ def test_two_rank_checkpoint_resumes_on_one_process(setup, reference, two_rank_r
 def test_single_process_checkpoint_resumes_on_two_ranks(setup, reference):
     """The other way: a plain (safetensors) checkpoint is sharded on load by a 2-rank resume."""
     root, config, config_path = setup
-    ref_logs, ref_weights = reference
+    ref_logs, ref_weights, ref_windows = reference
     out = root / "plain_then_two"
     run([sys.executable, "-m", "stream_r1", "distill", "--config", str(config_path), "--out", str(out)])
     assert not (out / "checkpoints" / "step_0000002" / ".metadata").exists()

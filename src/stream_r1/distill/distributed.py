@@ -18,11 +18,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import json
 import logging
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +35,7 @@ from ..config import from_section
 from ..dcp_state import is_sharded_checkpoint, load_full_state, load_sharded_state, save_sharded_state
 from ..reweight import AxisBalancer
 from ..train_state import latest_checkpoint
-from .trainer import Distiller
+from .trainer import Distiller, run_loop
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +215,15 @@ class SyncedAxisBalancer(AxisBalancer):
                 self.history.append(m)
         self.pending = gathered[rank + 1 :]
 
+    def state_dict(self) -> dict:
+        """The window as a single process would hold it after this step: history plus the held entries."""
+        window = [*self.history, *self.pending][-self.history.maxlen :]
+        return {"axes": self.axes, "history": [h.tolist() for h in window]}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.pending = []
+
 
 class _OnDevice:
     """Moves a CPU text encoder's outputs to the training device."""
@@ -312,8 +319,19 @@ class DistributedDistiller(Distiller):
             out[name] = (owner[0], opt)
         return out
 
+    @property
+    def is_main(self) -> bool:
+        return self.cluster.is_main
+
+    @property
+    def progress_label(self) -> str:
+        return f"distill ×{self.cluster.world_size}"
+
+    def evaluation_view(self):
+        return self.whole_ema()
+
     def save(self) -> None:
-        save_sharded_state(self.run_dir, self.step, self.modules(), self.optimized(), {})
+        save_sharded_state(self.run_dir, self.step, self.modules(), self.optimized(), self.extra_state())
 
     def resume(self) -> bool:
         """Continue from the latest checkpoint: a sharded one (any rank count) or a single-process one."""
@@ -321,7 +339,9 @@ class DistributedDistiller(Distiller):
         if ckpt is None:
             return False
         load = load_sharded_state if is_sharded_checkpoint(ckpt) else load_full_state
-        self.step = load(ckpt, self.modules(), self.optimized())["step"]
+        state = load(ckpt, self.modules(), self.optimized())
+        self.step = state["step"]
+        self.load_extra_state(state)
         log.info("resumed %s at step %d on %d ranks", ckpt, self.step, self.cluster.world_size)
         return True
 
@@ -382,7 +402,9 @@ def distill_distributed(config: dict, run_dir: Path, resume: bool = False, rewei
             from .monitor import evaluate_student as evaluator
         if resume and not d.resume():
             log.warning("no checkpoint in %s; starting a fresh run", run_dir)
-        return _loop(d, evaluator)
+        log.info("distilling on %d ranks (%s), %d samples per rank, precision %s", cluster.world_size,
+                 cluster.device, d.local_batch, ds.mixed_precision)
+        return run_loop(d, evaluator)
     finally:
         cluster.close()
 
@@ -396,41 +418,3 @@ def dry_run_distributed(config: dict) -> dict[str, float]:
             return DistributedDistiller(config, Path(tmp), cluster, dry_run=True).train_step(0)
     finally:
         cluster.close()
-
-
-def _loop(d: DistributedDistiller, evaluator) -> Path:
-    main, s = d.cluster.is_main, d.s
-    writer = metrics = bar = None
-    if main:
-        from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
-
-        writer = SummaryWriter(str(d.run_dir / "tb"))
-        metrics = (d.run_dir / "metrics.jsonl").open("a")
-        bar = tqdm(total=s.steps, initial=d.step, desc=f"distill ×{d.cluster.world_size}", dynamic_ncols=True)
-    log.info("distilling on %d ranks (%s), %d samples per rank, precision %s", d.cluster.world_size,
-             d.cluster.device, d.local_batch, d.ds.mixed_precision)
-    t0, start = time.time(), d.step
-    while d.step < s.steps:
-        logs = d.train_step(d.step)
-        d.step += 1
-        if main:
-            bar.update(1)
-            if d.step % s.log_every == 0 or d.step == s.steps or "loss/generator" in logs:  # every generator step
-                for k, v in logs.items():
-                    writer.add_scalar(k, v, d.step)
-                writer.add_scalar("time/seconds_per_step", (time.time() - t0) / (d.step - start), d.step)
-                metrics.write(json.dumps({"step": d.step, **logs}) + "\n")
-                metrics.flush()
-                bar.set_postfix(critic=f"{logs['loss/critic']:.4f}", exit=logs["rollout/exit_step"])
-        if evaluator is not None and (d.step % s.eval_every == 0 or d.step == s.steps):
-            with d.whole_ema() as is_main:
-                if is_main:
-                    evaluator(d, writer)
-        if d.step % s.checkpoint_every == 0 or d.step == s.steps:
-            d.save()
-    if main:
-        bar.close()
-        writer.close()
-        metrics.close()
-    return d.export()

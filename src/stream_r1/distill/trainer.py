@@ -8,6 +8,7 @@ random draw comes from generators keyed by (seed, step, phase, global sample ind
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -207,13 +208,28 @@ class Distiller:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer_generator": self.opt_g, "optimizer_critic": self.opt_c}
 
+    #: whether this process writes files, logs and the progress bar (under torchrun: rank 0 only)
+    is_main = True
+    progress_label = "distill"
+
     def _balancer(self):
         return getattr(self.reweighter, "balancer", None)
 
-    def save(self) -> None:
+    def extra_state(self) -> dict:
+        """JSON state saved beside the weights: the balancer's window, so a resumed run balances as before."""
         balancer = self._balancer()
-        state = {"balancer": balancer.state_dict()} if balancer is not None else {}
-        save_training_state(self.run_dir, self.step, self.modules(), self.optimizers(), state)
+        return {"balancer": balancer.state_dict()} if balancer is not None else {}
+
+    def load_extra_state(self, state: dict) -> None:
+        if self._balancer() is not None and "balancer" in state:
+            self._balancer().load_state_dict(state["balancer"])
+
+    def evaluation_view(self) -> contextlib.AbstractContextManager[bool]:
+        """A context in which `self.ema` is the whole student; yields whether this process evaluates it."""
+        return contextlib.nullcontext(True)
+
+    def save(self) -> None:
+        save_training_state(self.run_dir, self.step, self.modules(), self.optimizers(), self.extra_state())
 
     def resume(self) -> bool:
         ckpt = latest_checkpoint(self.run_dir)
@@ -221,8 +237,7 @@ class Distiller:
             return False
         state = load_training_state(ckpt, self.modules(), self.optimizers())
         self.step = state["step"]
-        if self._balancer() is not None and "balancer" in state:
-            self._balancer().load_state_dict(state["balancer"])
+        self.load_extra_state(state)
         log.info("resumed %s at step %d", ckpt, self.step)
         return True
 
@@ -256,34 +271,53 @@ def distill(config: dict, run_dir: Path, resume: bool = False, reweighter=None, 
         from .monitor import evaluate_student as evaluator
     if resume and not d.resume():
         log.warning("no checkpoint in %s; starting a fresh run", run_dir)
-    writer = SummaryWriter(str(run_dir / "tb"))
-    s = d.s
-    bar = tqdm(total=s.steps, initial=d.step, desc="distill", dynamic_ncols=True)
-    t0 = time.time()
-    with (run_dir / "metrics.jsonl").open("a") as metrics:  # the TensorBoard scalars as JSON lines, for reports
+    return run_loop(d, evaluator)
+
+
+def run_loop(d: Distiller, evaluator) -> Path:
+    """The training loop of every distillation, one process or the ranks of a torchrun job.
+
+    Every rank steps, evaluates (collectively) and checkpoints; only `d.is_main` writes TensorBoard,
+    RUN_DIR/metrics.jsonl (the scalars as JSON lines, for reports) and the progress bar. Scalars are
+    logged every `log_every` steps and at every generator step; ToyBench at every evaluation.
+    """
+    s, main = d.s, d.is_main
+    writer = metrics = bar = None
+    if main:
+        writer = SummaryWriter(str(d.run_dir / "tb"))
+        metrics = (d.run_dir / "metrics.jsonl").open("a")
+        bar = tqdm(total=s.steps, initial=d.step, desc=d.progress_label, dynamic_ncols=True)
+    t0, start = time.time(), d.step
+    try:
         while d.step < s.steps:
             logs = d.train_step(d.step)
             d.step += 1
-            bar.update(1)
-            if d.step % s.log_every == 0 or d.step == s.steps or "loss/generator" in logs:  # every generator step
-                logs["time/seconds_per_step"] = (time.time() - t0) / max(1, bar.n - bar.initial)
-                for k, v in logs.items():
-                    writer.add_scalar(k, v, d.step)
-                bar.set_postfix(critic=f"{logs['loss/critic']:.4f}", exit=logs["rollout/exit_step"])
-            else:
-                logs = {}
+            record: dict[str, float] = {}
+            if d.step % s.log_every == 0 or d.step == s.steps or "loss/generator" in logs:
+                record = {**logs, "time/seconds_per_step": (time.time() - t0) / (d.step - start)}
             if evaluator is not None and (d.step % s.eval_every == 0 or d.step == s.steps):
-                summary = evaluator(d, writer)
-                logs.update({f"toybench/{k}": summary[k] for k in ("vq", "mq", "ta", "total")} if summary else {})
-            if logs:
-                metrics.write(json.dumps({"step": d.step, **logs}) + "\n")
-                metrics.flush()
+                with d.evaluation_view() as here:
+                    summary = evaluator(d, writer) if here else None
+                if summary:
+                    record.update({f"toybench/{k}": summary[k] for k in ("vq", "mq", "ta", "total")})
+            if main:
+                bar.update(1)
+                if "loss/critic" in record:
+                    for k, v in record.items():
+                        if not k.startswith("toybench/"):  # the evaluator writes its own scalars
+                            writer.add_scalar(k, v, d.step)
+                    bar.set_postfix(critic=f"{record['loss/critic']:.4f}", exit=record["rollout/exit_step"])
+                if record:
+                    metrics.write(json.dumps({"step": d.step, **record}) + "\n")
+                    metrics.flush()
             if d.step % s.checkpoint_every == 0 or d.step == s.steps:
                 d.save()
-    bar.close()
-    writer.close()
+    finally:
+        if main:
+            bar.close()
+            writer.close()
+            metrics.close()
     return d.export()
-
 
 
 def dry_run(config: dict) -> dict[str, float]:
