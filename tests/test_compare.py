@@ -189,6 +189,10 @@ def test_tiny_compare_end_to_end_then_resume_skips_finished_runs(tiny_world, tmp
     again = json.loads((out / "results.json").read_text())
     assert all(rec["reused"] for r in again["rows"].values() for rec in r["seeds"].values())
     assert again["rows"]["stream-r1"]["metrics"] == res["rows"]["stream-r1"]["metrics"]
+    calls = again["invocations"]  # both calls are on record: the first ran every job, the second none
+    assert len(calls) == 2 and len(calls[0]["to_run"]) == 6 and calls[1]["to_run"] == []
+    assert "## Provenance" in (out / "results.md").read_text()
+    assert all(rec["reliability"].keys() == {"vq", "mq", "ta"} for rec in again["rows"]["dmd"]["seeds"].values())
 
 
 def test_more_steps_resume_the_run_from_its_checkpoint(tiny_world, tmp_path):

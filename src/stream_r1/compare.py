@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 ROLES = ("teacher", "student_init", "reward")  # the checkpoints every row shares
 SEED_STRIDE = 100_000  # video i of seed s is generated with noise seed eval.seed + SEED_STRIDE·s + i
 EVAL_FILE, CONFIG_FILE, TIME_FILE = "compare_eval.json", "compare_config.json", "compare_time.jsonl"
+INVOCATIONS_FILE = "invocations.jsonl"  # RESULTS_DIR: one line per `stream-r1 compare` call (commit, jobs run)
 CURVES_FILE = "compare_curves.jsonl"  # in-run held-out ToyBench and reward of the EMA student, every row alike
 
 
@@ -494,8 +495,9 @@ def weight_maps(job: Job, video: np.ndarray) -> tuple[np.ndarray, np.ndarray] | 
 def run_compare(config: str, out: Path, overrides: list[str] | None = None, command: str | None = None,
                 workers: int | None = None) -> Path:
     """Train and evaluate every row (resuming), then write results.json, results.md and plots; returns results.md."""
-    from .compare_report import write_report
+    from .compare_report import git_commit, write_report
 
+    commit = git_commit()  # the code this invocation trains with, before anyone commits on top of it
     raw = load_config(config, overrides)
     s = CompareSettings.from_config(raw)
     if workers is not None:
@@ -512,6 +514,9 @@ def run_compare(config: str, out: Path, overrides: list[str] | None = None, comm
     reused = {j.label for j in jobs} - {j.label for j in todo}
     log.info("compare: %d rows x %d seeds = %d (row, seed) jobs; %d reused, %d to run on %d worker(s)",
              len(s.rows), len(s.seeds), len(jobs), len(reused), len(todo), s.workers)
+    with (out / INVOCATIONS_FILE).open("a") as f:  # provenance of a results dir built over several invocations
+        f.write(json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": commit, "command": command,
+                            "to_run": [j.label for j in todo], "workers": s.workers}) + "\n")
     failures = run_jobs(todo, s.workers) if todo else []
 
     torch.set_num_threads(1)  # the speed probe: every row single-threaded in this one process

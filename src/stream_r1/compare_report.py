@@ -401,12 +401,15 @@ def write_report(s, raw: dict, out: Path, jobs, reused: set[str], speed: dict, s
     analyse(s, rows)
     hacking = reward_hacking(s, rows)
     verdicts = claim_verdicts(s, rows)
-    commit = git_commit()
+    from .compare import INVOCATIONS_FILE
+
+    invocations = read_jsonl(out / INVOCATIONS_FILE)
+    commit = invocations[-1]["commit"] if invocations else git_commit()
     videos = len(s.eval.prompts())
     results = {"command": command, "commit": commit, "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "config": raw, "baseline": s.baseline, "confidence": s.confidence, "seeds": s.seeds,
                "videos_per_run": videos, "rows": rows, "speed": speed, "reward_hacking": hacking,
-               "verdicts": verdicts, "failures": failures}
+               "verdicts": verdicts, "failures": failures, "invocations": invocations}
     atomic_write(out / "results.json", lambda p: Path(p).write_text(json.dumps(results, indent=1)))
     plot_bars(s, rows, speed, out / "bars.png")
     plot_curves(s, jobs, out / "curves.png")
@@ -428,7 +431,8 @@ def write_report(s, raw: dict, out: Path, jobs, reused: set[str], speed: dict, s
     md = [
         "# stream-r1 compare: is Stream-R1 better here?", "",
         f"- command: `{command}`",
-        f"- commit: `{commit}`",
+        f"- commit: `{commit}` (the code of the last invocation; every invocation that trained or evaluated "
+        "something is listed under Provenance)",
         f"- date: {results['date']}",
         f"- {videos} held-out videos per (row, seed) ({s.eval.split} split, {s.eval.per_prompt} per prompt, "
         f"{s.eval.frames} frames); seeds {s.seeds}; the same prompts and evaluation noise in every row of a seed.",
@@ -470,6 +474,11 @@ def write_report(s, raw: dict, out: Path, jobs, reused: set[str], speed: dict, s
            "saliency and the W_intra its own settings assign to that video.",
            *grids, "", "![bars](bars.png)", "", "![curves](curves.png)", "", "![strip](strip.png)", "",
            "## Runs", "", runs_table(s, rows), "",
+           "## Provenance", "",
+           "Each call of `stream-r1 compare` on this results directory, with the commit it ran and what it ran "
+           "(a call reuses every finished (row, seed)):", "",
+           *[f"- {i['started']}, commit `{i['commit']}`, {i['workers']} worker(s): "
+             f"{', '.join(i['to_run']) or 'nothing to run (report only)'}" for i in invocations], "",
            "## Config", "", "Each run's resolved distillation config (base config, row overrides, shared checkpoints, "
            "train section, seed) is in its run dir as `compare_config.json`.", "",
            "```yaml", yaml.safe_dump(raw, sort_keys=False).rstrip(), "```", ""]
