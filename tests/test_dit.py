@@ -56,7 +56,12 @@ def test_kv_cache_streaming_equals_block_causal_forward(extra):
     x, t, ctx = inputs(frames=12)
     full = model(x, t, ctx)
     streamed = stream_with_cache(model, x, t, ctx)
-    assert (streamed - full).abs().max().item() <= 1e-5
+    error = streamed - full
+    if model.cfg.prediction == "x0":
+        # The forward returns (x − x̂0)/σ with σ ≥ 0.05: float32 rounding in x̂0 reaches the flow up to 20× larger
+        # (4.6e-5 on a flow of magnitude 108 on one CPU). Judge the network's own output, x̂0 = x − σ·flow.
+        error = error * (t / 1000).clamp_min(model.cfg.x0_min_sigma)[:, None, :, None, None]
+    assert error.abs().max().item() <= 1e-5
 
 
 def test_x0_prediction_returns_the_matching_flow():

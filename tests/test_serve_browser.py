@@ -68,10 +68,9 @@ def submit(page, prompt: str, frames: int) -> None:
 
 def test_chunks_appear_before_the_last_is_done(page, url, tmp_path):
     submit(page, PROMPT, 12)  # 4 chunks of 3 frames
-    page.wait_for_function("window.streamLog && window.streamLog.chunks.length >= 2", timeout=20_000)
-    live = page.evaluate("() => ({chunks: streamLog.chunks.length, done: streamLog.done})")
-    assert live["done"] is None and live["chunks"] < 4, live  # seen while the last chunk was still coming
-    page.wait_for_function("window.streamLog.done !== null", timeout=20_000)
+    # Streaming is judged from the page's own arrival times, not by polling the page mid-stream: a busy
+    # machine can delay the poll until every chunk is in (CI saw that).
+    page.wait_for_function("window.streamLog && window.streamLog.done !== null", timeout=30_000)
     log = page.evaluate("() => window.streamLog")
     times = [c["t"] for c in log["chunks"]]
     assert [c["index"] for c in log["chunks"]] == [0, 1, 2, 3] and log["error"] is None
