@@ -79,7 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         result = evaluate_dir(args.videos)
         print(markdown_table({args.videos: result["summary"]}))
     else:
-        result = evaluate_checkpoint(args.checkpoint, args.split, args.per_prompt, args.seed)
+        result = evaluate_checkpoint(args.checkpoint, args.split, args.per_prompt, args.seed, subset=args.subset)
         result = {k: v for k, v in result.items() if not k.startswith("_")}
         print(markdown_table({args.checkpoint: result["model"], "ground truth": result["ground_truth"]}))
         ratio = ", ".join(f"{k.upper()} {v:.3f}" for k, v in result["ratio"].items())
@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="generate and score with this checkpoint")
     p.add_argument("--split", default="heldout", choices=["heldout", "train"])
     p.add_argument("--per-prompt", type=positive_int, default=2, help="videos per prompt (48 held-out prompts)")
+    p.add_argument("--subset", type=positive_int, help="a fixed random subset of N prompts of the split "
+                   "(choose checkpoints on `--split train --subset 48 --per-prompt 1`, never on held-out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the full result as JSON here")
     p.set_defaults(func=cmd_evaluate)

@@ -5,6 +5,7 @@ ToyBench only measures; nothing here feeds back into training.
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
@@ -20,9 +21,21 @@ AXES = ("vq", "mq", "ta", "total")
 CHECKS = ("colour_ok", "shape_ok", "direction_ok", "speed_ok", "background_ok", "coherent")
 
 
-def eval_prompts(split: str = "heldout", per_prompt: int = 2) -> list[str]:
-    """Every prompt of a split, `per_prompt` times (prompt-major); video i gets seed `seed + i`."""
-    return [p.text for p in split_prompts(split) for _ in range(per_prompt)]
+SUBSET_SEED = 123  # the fixed random subset of training prompts used to choose checkpoints (docs/teacher.md)
+
+
+def eval_prompts(split: str = "heldout", per_prompt: int = 2, subset: int | None = None) -> list[str]:
+    """Every prompt of a split (or a fixed random `subset` of them), `per_prompt` times, prompt-major.
+
+    Video i gets seed `seed + i`. Checkpoints are chosen on `--split train --subset 48`, so that the held-out
+    prompts are only ever looked at, never selected on.
+    """
+    texts = [p.text for p in split_prompts(split)]
+    if subset is not None:
+        if not 0 < subset <= len(texts):
+            raise ValueError(f"--subset {subset}: the {split} split has {len(texts)} prompts; pick 1..{len(texts)}")
+        texts = random.Random(SUBSET_SEED).sample(texts, subset)
+    return [t for t in texts for _ in range(per_prompt)]
 
 
 def generate_uint8(
@@ -45,11 +58,12 @@ def ground_truth_uint8(prompts: list[str], seed: int) -> list[np.ndarray]:
 
 
 def evaluate_checkpoint(
-    checkpoint: str, split: str = "heldout", per_prompt: int = 2, seed: int = 0, batch_size: int = 32
+    checkpoint: str, split: str = "heldout", per_prompt: int = 2, seed: int = 0, batch_size: int = 32,
+    subset: int | None = None,
 ) -> dict:
     """ToyBench summary of a checkpoint, of ground truth, and their per-axis ratio."""
+    prompts = eval_prompts(split, per_prompt, subset)
     pipe = VideoPipeline.from_checkpoint(checkpoint)
-    prompts = eval_prompts(split, per_prompt)
     videos, seconds = generate_uint8(pipe, prompts, seed, batch_size=batch_size)
     model = score_batch(videos, prompts)
     truth = score_batch(ground_truth_uint8(prompts, seed), prompts)
