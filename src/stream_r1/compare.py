@@ -525,7 +525,7 @@ def run_compare(config: str, out: Path, overrides: list[str] | None = None, comm
     speed, videos = measure_speeds({name: job.model for name, job in first.items()}, s.eval, s.seeds[0])
     strip = [(name, videos[name], weight_maps(job, videos[name])) for name, job in first.items()]
     report = write_report(s, raw, out, jobs, reused, speed, strip, command or f"stream-r1 compare --config {config}",
-                          failures)
+                          failures, commit)
     if failures:
         raise RuntimeError(f"{len(failures)} job(s) failed (see the log; rerun to resume): " + "; ".join(failures))
     return report

@@ -395,8 +395,11 @@ def copy_weight_grids(s, jobs, out: Path) -> list[str]:
 
 
 def write_report(s, raw: dict, out: Path, jobs, reused: set[str], speed: dict, strip: list, command: str,
-                 failures: list[str]) -> Path:
-    """Write results.json, results.md, bars.png, curves.png, strip.png and weight-maps/; returns results.md."""
+                 failures: list[str], commit: str) -> Path:
+    """Write results.json, results.md, bars.png, curves.png, strip.png and weight-maps/; returns results.md.
+
+    `commit` is the code this invocation ran; RESULTS_DIR/invocations.jsonl lists every earlier one.
+    """
     rows = collect(s, jobs, reused)
     analyse(s, rows)
     hacking = reward_hacking(s, rows)
@@ -404,7 +407,6 @@ def write_report(s, raw: dict, out: Path, jobs, reused: set[str], speed: dict, s
     from .compare import INVOCATIONS_FILE
 
     invocations = read_jsonl(out / INVOCATIONS_FILE)
-    commit = invocations[-1]["commit"] if invocations else git_commit()
     videos = len(s.eval.prompts())
     results = {"command": command, "commit": commit, "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "config": raw, "baseline": s.baseline, "confidence": s.confidence, "seeds": s.seeds,

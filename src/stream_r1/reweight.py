@@ -177,9 +177,13 @@ class AxisBalancer:
         if torch.isfinite(means).all():
             self.history.append(means)
 
+    def window(self) -> list[torch.Tensor]:
+        """The per-step axis means the balancer holds, oldest first."""
+        return list(self.history)
+
     def state_dict(self) -> dict:
         """The window of per-step axis means, JSON-ready, so a resumed run balances exactly as before."""
-        return {"axes": self.axes, "history": [h.tolist() for h in self.history]}
+        return {"axes": self.axes, "history": [h.tolist() for h in self.window()]}
 
     def load_state_dict(self, state: dict) -> None:
         if state["axes"] != self.axes:

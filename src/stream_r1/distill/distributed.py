@@ -215,10 +215,9 @@ class SyncedAxisBalancer(AxisBalancer):
                 self.history.append(m)
         self.pending = gathered[rank + 1 :]
 
-    def state_dict(self) -> dict:
+    def window(self) -> list[torch.Tensor]:
         """The window as a single process would hold it after this step: history plus the held entries."""
-        window = [*self.history, *self.pending][-self.history.maxlen :]
-        return {"axes": self.axes, "history": [h.tolist() for h in window]}
+        return [*self.history, *self.pending][-self.history.maxlen :]
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -398,13 +397,9 @@ def distill_distributed(config: dict, run_dir: Path, resume: bool = False, rewei
             run_dir.mkdir(parents=True, exist_ok=True)
         dist.barrier()
         d = DistributedDistiller(config, run_dir, cluster, reweighter)
-        if evaluator is None and getattr(d, "family", "toy") == "toy":  # ToyBench judges toy students only
-            from .monitor import evaluate_student as evaluator
-        if resume and not d.resume():
-            log.warning("no checkpoint in %s; starting a fresh run", run_dir)
         log.info("distilling on %d ranks (%s), %d samples per rank, precision %s", cluster.world_size,
                  cluster.device, d.local_batch, ds.mixed_precision)
-        return run_loop(d, evaluator)
+        return run_loop(d, resume, evaluator)
     finally:
         cluster.close()
 

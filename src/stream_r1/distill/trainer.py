@@ -266,21 +266,21 @@ def distill(config: dict, run_dir: Path, resume: bool = False, reweighter=None, 
         return distill_distributed(config, run_dir, resume, reweighter, evaluator)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    d = Distiller(config, run_dir, reweighter)
-    if evaluator is None and d.family == "toy":  # ToyBench judges toy students only
-        from .monitor import evaluate_student as evaluator
-    if resume and not d.resume():
-        log.warning("no checkpoint in %s; starting a fresh run", run_dir)
-    return run_loop(d, evaluator)
+    return run_loop(Distiller(config, run_dir, reweighter), resume, evaluator)
 
 
-def run_loop(d: Distiller, evaluator) -> Path:
+def run_loop(d: Distiller, resume: bool, evaluator) -> Path:
     """The training loop of every distillation, one process or the ranks of a torchrun job.
 
-    Every rank steps, evaluates (collectively) and checkpoints; only `d.is_main` writes TensorBoard,
-    RUN_DIR/metrics.jsonl (the scalars as JSON lines, for reports) and the progress bar. Scalars are
-    logged every `log_every` steps and at every generator step; ToyBench at every evaluation.
+    Resumes from RUN_DIR's latest checkpoint if asked; a toy run without an `evaluator` is judged by
+    ToyBench. Every rank steps, evaluates (collectively) and checkpoints; only `d.is_main` writes
+    TensorBoard, RUN_DIR/metrics.jsonl (the scalars as JSON lines, for reports) and the progress bar.
+    Scalars are logged every `log_every` steps and at every generator step; ToyBench at every evaluation.
     """
+    if evaluator is None and getattr(d, "family", "toy") == "toy":  # ToyBench judges toy students only
+        from .monitor import evaluate_student as evaluator
+    if resume and not d.resume():
+        log.warning("no checkpoint in %s; starting a fresh run", d.run_dir)
     s, main = d.s, d.is_main
     writer = metrics = bar = None
     if main:
