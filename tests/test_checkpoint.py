@@ -82,3 +82,18 @@ def test_pretrain_resume_is_bitwise_identical(tmp_path):
     b, _ = load_dit(resumed)
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), k
+
+
+def test_pretrain_trains_only_the_named_parts(tmp_path):
+    first = pretrain(tiny_pretrain_config(2), tmp_path / "a")
+    cfg = tiny_pretrain_config(2)
+    cfg["model"]["refine_channels"] = 4
+    cfg["train"].update(init_from=str(first), trainable=["refine."], lr=1e-2)
+    grown, _ = load_dit(pretrain(cfg, tmp_path / "b"))
+    source, _ = load_dit(first)
+    for k, v in source.state_dict().items():
+        assert torch.equal(grown.state_dict()[k], v), f"{k} is frozen but changed"
+    assert grown.refine.net[-1].weight.abs().max() > 0  # the refiner did learn
+    cfg["train"]["trainable"] = ["nothing."]
+    with pytest.raises(ValueError, match="matches no parameter"):
+        pretrain(cfg, tmp_path / "c")

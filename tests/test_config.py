@@ -30,3 +30,20 @@ def test_evaluation_subset_is_fixed_and_drawn_from_its_split() -> None:
     assert eval_prompts("train", per_prompt=2, subset=48)[::2] == subset  # prompt-major repeats
     with pytest.raises(ValueError, match="--subset 10000: the heldout split has 48 prompts"):
         eval_prompts("heldout", subset=10000)
+
+
+def test_base_config_is_merged_section_by_section(tmp_path):
+    (tmp_path / "parent.yaml").write_text("model: {dim: 8, depth: 2}\ntrain: {lr: 1.0e-3, betas: [0.9, 0.99]}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\ntrain: {betas: [0.0, 0.9]}\nextra: 1\n")
+    cfg = load_config(str(tmp_path / "child.yaml"), ["model.dim=16"])
+    assert cfg == {"model": {"dim": 16, "depth": 2}, "train": {"lr": 1e-3, "betas": [0.0, 0.9]}, "extra": 1}
+    (tmp_path / "parent.yaml").write_text("base: child.yaml\n")
+    with pytest.raises(ConfigError, match="its own base"):
+        load_config(str(tmp_path / "child.yaml"))
+
+
+def test_packaged_stage_configs_inherit_from_stage_two():
+    stage2, stage7 = load_config("toy-teacher-stage2"), load_config("toy-teacher-stage7")
+    assert "shift_schedule" not in stage7["train"]  # stage 1's schedule must not leak into later stages
+    assert stage7["model"] == {**stage2["model"], "refine_channels": 32}
+    assert stage7["sampler"] == stage2["sampler"] and stage7["train"]["batch_size"] == stage2["train"]["batch_size"]

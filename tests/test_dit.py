@@ -49,7 +49,7 @@ def test_causal_first_chunk_ignores_future(tiny_causal):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("extra", [{}, {"prediction": "x0"}, {"frame_embedding": True}])
+@pytest.mark.parametrize("extra", [{}, {"prediction": "x0"}, {"frame_embedding": True}, {"refine_channels": 8}])
 def test_kv_cache_streaming_equals_block_causal_forward(extra):
     torch.manual_seed(0)
     model = randomized(DiT(tiny_config(causal=True, **extra))).eval()
@@ -140,3 +140,19 @@ def test_bad_config_and_input_errors():
         model(torch.randn(1, 4, 3, 16, 16), torch.zeros(1), torch.zeros(1, 10, 32))
     with pytest.raises(ValueError, match="causal"):
         model.new_cache()
+
+
+@torch.no_grad()
+def test_refiner_starts_as_a_no_op_and_then_depends_on_the_noise_level():
+    base = randomized(DiT(tiny_config(causal=False))).eval()
+    grown = DiT(tiny_config(causal=False, refine_channels=8)).eval()
+    missing, unexpected = grown.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("refine.") for k in missing)
+    x, t, ctx = inputs()
+    assert torch.equal(grown(x, t, ctx), base(x, t, ctx))  # zero-initialised last layer: same output
+    randomized(grown.refine)
+    low, high = torch.full_like(t, 20.0), torch.full_like(t, 900.0)
+    # the same network output at two σ: the refiner sees σ as an input channel, so its correction differs
+    delta_low = grown(x, low, ctx) - base(x, low, ctx)
+    delta_high = grown(x, high, ctx) - base(x, high, ctx)
+    assert (delta_low - delta_high).abs().max() > 1e-3

@@ -12,7 +12,7 @@ from stream_r1.checkpoint import SHORT_NAMES, WEIGHTS_DIR, CheckpointError
 from stream_r1.config import load_config
 from stream_r1.reward.base import AXES, RewardModel, ZScoredReward, validate_pixels
 from stream_r1.reward.toy import ToyRewardConfig, ToyRewardModel, load_toy_reward, num_parameters, save_toy_reward
-from stream_r1.reward.train import batch_for_step, safe_families, train_reward, wrong_prompt
+from stream_r1.reward.train import batch_for_step, make_pairs, safe_families, train_reward, wrong_prompt
 from stream_r1.toyworld.degrade import DEGRADATIONS
 from stream_r1.toyworld.prompts import parse_prompt, split_prompts
 from stream_r1.toyworld.render import render_spec, sample_spec, sample_videos
@@ -211,3 +211,83 @@ def test_shipped_reward_ranks_clean_above_strongly_degraded():
             )
             wins.append(clean_scores[axis] > model(bad, prompts)[axis])
         assert torch.cat(wins).float().mean() >= 0.9, axis
+
+
+def test_anchor_pairs_degrade_the_given_videos_and_mask_ta():
+    from stream_r1.reward.anchors import anchor_pairs, concat_pairs
+
+    gen = torch.Generator().manual_seed(0)
+    train = split_prompts("train")
+    videos = [render_spec(sample_spec(a, gen)) for a in train[:3]]
+    bank = (torch.stack(videos) * 255).round().to(torch.uint8)
+    prompts = [a.text for a in train[:3]]
+    batch = anchor_pairs(bank, prompts, 4, torch.Generator().manual_seed(1), (0.5, 1.0), graded=True)
+    assert batch.clean.shape == (4, *bank.shape[1:])
+    for clean, prompt in zip(batch.clean, batch.prompts, strict=True):  # each anchor is a bank video, unchanged
+        assert torch.equal(clean, bank[prompts.index(prompt)].float() / 255.0)
+    assert not batch.valid("ta").any()  # no scene to re-render: TA learns from wrong prompts only
+    assert batch.valid("vq").all() and batch.valid("mq").float().mean() > 0
+    assert all(w != p for w, p in zip(batch.wrong_prompts, batch.prompts, strict=True))
+    both = concat_pairs(make_pairs(train[:2], gen, (0.3, 1.0), graded=True), batch)
+    assert both.clean.shape[0] == 6 and both.stronger["mq"].shape[0] == 6 and len(both.families["vq"]) == 6
+
+
+def test_reward_fine_tune_on_anchors_starts_from_init_and_keeps_its_bank(tmp_path, monkeypatch):
+    from stream_r1.reward import anchors
+
+    first = train_reward(tiny_train_config(1), tmp_path / "a")
+    gen = torch.Generator().manual_seed(0)
+    train = split_prompts("train")
+    fake_bank = (torch.stack([render_spec(sample_spec(a, gen)) for a in train[:4]]) * 255).to(torch.uint8)
+    calls = []
+
+    def fake_build(checkpoints, videos, seed, frames):
+        calls.append(checkpoints)
+        return fake_bank, [a.text for a in train[:4]]
+
+    monkeypatch.setattr(anchors, "build_anchor_bank", fake_build)
+    cfg = tiny_train_config(2)
+    cfg["train"].update(init_from=str(first), anchors={"checkpoints": ["student"], "videos": 4, "seed": 0,
+                                                       "per_step": 2})
+    train_reward(cfg, tmp_path / "b")
+    train_reward(cfg, tmp_path / "b", resume=True)  # the bank on disk is reused, not rolled out again
+    assert calls == [["student"]]
+    cfg["train"]["anchors"]["seed"] = 1
+    with pytest.raises(ValueError, match="another anchor bank"):
+        train_reward(cfg, tmp_path / "b", resume=True)
+    bad = tiny_train_config(1)
+    bad["model"]["hidden"] = 16
+    bad["train"]["init_from"] = str(first)
+    with pytest.raises(ValueError, match="another model config"):
+        train_reward(bad, tmp_path / "c")
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "toy-dmd.safetensors").exists(), reason="shipped toy-dmd not built")
+def test_reward_reliability_ranks_a_generators_videos(tmp_path):
+    from stream_r1.cli import main
+
+    out = tmp_path / "rel.json"
+    main(["reward-reliability", "--checkpoint", "toy-dmd", "--reward", "toy-reward", "--subset", "4",
+          "--per-prompt", "1", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["videos"] == 4 and result["split"] == "train"
+    rho = result["spearman"]["toy-reward"]
+    assert set(rho) == set(AXES) and all(-1.0 <= v <= 1.0 for v in rho.values())
+
+
+def test_preference_pairs_put_the_preferred_video_first_on_every_head():
+    from stream_r1.reward.anchors import concat_pairs, preference_pairs
+
+    gen = torch.Generator().manual_seed(0)
+    train = split_prompts("train")
+    better = (torch.stack([render_spec(sample_spec(a, gen)) for a in train[:3]]) * 255).round().to(torch.uint8)
+    worse = (better.float() * 0.5).to(torch.uint8)
+    prompts = [a.text for a in train[:3]]
+    batch = preference_pairs(worse, better, prompts, 5, torch.Generator().manual_seed(1))
+    for axis in AXES:
+        assert batch.valid(axis).all()
+        assert torch.equal(batch.degraded[axis], batch.stronger[axis]) and not batch.gaps[axis].any()
+    for clean, prompt in zip(batch.clean, batch.prompts, strict=True):
+        assert torch.equal(clean, better[prompts.index(prompt)].float() / 255.0)
+    both = concat_pairs(make_pairs(train[:2], gen, (0.3, 1.0), graded=True), batch)
+    assert both.gaps["vq"].shape == (7,)

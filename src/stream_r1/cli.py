@@ -89,6 +89,21 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         Path(args.out).write_text(json.dumps(result, indent=1))
 
 
+def cmd_reward_reliability(args: argparse.Namespace) -> None:
+    import json
+
+    from .reward.reliability import reward_reliability
+
+    result = reward_reliability(args.checkpoint, args.reward, args.split, args.subset, args.per_prompt, args.seed)
+    print(f"Spearman rho of each reward head against its ToyBench axis, {result['videos']} videos of "
+          f"{args.checkpoint} ({args.split} split)\n")
+    print("| reward | VQ | MQ | TA |\n|---|---|---|---|")
+    for name, rho in result["spearman"].items():
+        print(f"| {name} | " + " | ".join(f"{rho[a]:.3f}" for a in ("vq", "mq", "ta")) + " |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from .serve.server import ServeError, load_pipeline, run_server
 
@@ -183,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the full result as JSON here")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("reward-reliability", help="how well toy reward models rank one generator's videos "
+                       "(Spearman rho against ToyBench, per axis)")
+    p.add_argument("--checkpoint", required=True, help="the generator whose videos are ranked (e.g. toy-dmd)")
+    p.add_argument("--reward", action="append", required=True, help="a toy reward model; repeat to compare")
+    p.add_argument("--split", default="train", choices=["heldout", "train"])
+    p.add_argument("--subset", type=positive_int, default=48, help="a fixed random subset of N prompts")
+    p.add_argument("--per-prompt", type=positive_int, default=2)
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--out", help="write the result as JSON here")
+    p.set_defaults(func=cmd_reward_reliability)
 
     p = sub.add_parser("serve", help="a web page that streams a video chunk by chunk as it is generated")
     p.add_argument("--checkpoint", default="toy-stream-r1", help="short name or safetensors path (a causal student)")

@@ -62,13 +62,40 @@ def resolve_config(name_or_path: str) -> Path:
     raise ConfigError(f"no config {name_or_path!r}; give a YAML path or one of the packaged configs {names}")
 
 
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read a YAML config and apply `key.sub=value` overrides (values parsed as YAML)."""
+def merge_config(base: dict, child: dict) -> dict:
+    """`child` laid over `base`: sections merge key by key, any other value (lists too) replaces the base's."""
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_config_file(name_or_path: str, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """One config file with its `base:` chain resolved (a config may name another to start from)."""
     path = resolve_config(name_or_path)
+    if path in seen:
+        raise ConfigError(f"config {path} is its own base (chain: {' -> '.join(map(str, (*seen, path)))})")
     try:
         cfg = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"config {path} is not valid YAML: {err}") from err
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections, got {type(cfg).__name__}")
+    base = cfg.pop("base", None)
+    if base is None:
+        return cfg
+    if not isinstance(base, str):
+        raise ConfigError(f"config {path}: base must be a config name or path, got {base!r}")
+    beside = path.parent / base  # a base next to the file wins over the same name elsewhere
+    return merge_config(read_config_file(str(beside) if beside.is_file() else base, (*seen, path)), cfg)
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read a YAML config (with its `base:` chain) and apply `key.sub=value` overrides (values parsed as YAML)."""
+    cfg = read_config_file(name_or_path)
     cfg = copy.deepcopy(cfg)
     for item in overrides or []:
         if "=" not in item:

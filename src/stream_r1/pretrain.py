@@ -53,6 +53,25 @@ def teacher_metadata(config: dict, step: int) -> dict:
     return {"codec": dict(config["codec"]), "frame_size": FRAME_SIZE, "sampler": dict(config["sampler"]), "step": step}
 
 
+def trainable_parameters(model: torch.nn.Module, prefixes: list[str] | None) -> list[torch.nn.Parameter]:
+    """The parameters to train: all, or only those whose names start with one of `prefixes` (the rest frozen).
+
+    Freezing the transformer lets a stage train a small added module (e.g. `refine.`) at a fraction of the cost.
+    """
+    if not prefixes:
+        return list(model.parameters())
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unknown:
+        raise ValueError(f"train.trainable {unknown} matches no parameter; use prefixes of names like {names[0]!r}")
+    chosen = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(tuple(prefixes)))
+        if param.requires_grad:
+            chosen.append(param)
+    return chosen
+
+
 def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
     """Train the bidirectional teacher; returns the path of the final EMA weights."""
     out = Path(out)
@@ -63,13 +82,14 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
     if tcfg.get("init_from"):
         init, _ = load_dit(tcfg["init_from"])
         missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
-        new_parts = ("frame_embedding.",)  # zero-initialised additions may be missing from the source
+        new_parts = ("frame_embedding.", "refine.")  # zero-initialised additions may be missing from the source
         if unexpected or any(not k.startswith(new_parts) for k in missing):
             raise ValueError(f"init_from {tcfg['init_from']} does not fit: missing {missing}, unexpected {unexpected}")
         log.info("initialised the teacher from %s", tcfg["init_from"])
+    params = trainable_parameters(model, tcfg.get("trainable"))
     ema = make_ema(model)
     opt = torch.optim.AdamW(
-        model.parameters(), lr=tcfg["lr"], betas=tuple(tcfg["betas"]), weight_decay=tcfg["weight_decay"]
+        params, lr=tcfg["lr"], betas=tuple(tcfg["betas"]), weight_decay=tcfg["weight_decay"]
     )
     step = 0
     ckpt = latest_checkpoint(out) if resume else None
@@ -97,7 +117,7 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
         loss = (pred - flow.flow_target(x, noise)).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
         opt.step()
         update_ema(ema, model, warmup_decay(step, tcfg["ema_decay"]))
         step += 1

@@ -45,6 +45,10 @@ class DiTConfig:
     sink_frames: int = 0  # first frames always kept in the window
     conv_stem_channels: int = 0  # toy extension: per-frame conv stem before patch embedding (0 = off)
     conv_head_channels: int = 0  # toy extension: per-frame residual conv after unpatchify (0 = off)
+    # Toy extension: a second per-frame residual conv that also sees the noise level σ as an input channel, so
+    # it can sharpen edges near σ = 0 and stay out of the way at high noise (0 = off). Its last layer starts
+    # at zero, so it can be added to a trained model without changing its output.
+    refine_channels: int = 0
     # What the network's last layer outputs. "flow" (Wan): the flow itself. "x0": the clean latent, turned
     # into the flow (x_t − x̂0)/σ with σ floored at `x0_min_sigma`; a small pixel-space model denoises
     # far better predicting clean data than noise (the forward still returns the flow either way).
@@ -322,6 +326,10 @@ class DiT(nn.Module):
             self.conv_head = FrameConv(cfg.out_channels * 2, cfg.conv_head_channels, cfg.out_channels)
             nn.init.zeros_(self.conv_head.net[-1].weight)
             nn.init.zeros_(self.conv_head.net[-1].bias)
+        if cfg.refine_channels:
+            self.refine = FrameConv(cfg.out_channels * 2 + 1, cfg.refine_channels, cfg.out_channels)
+            nn.init.zeros_(self.refine.net[-1].weight)
+            nn.init.zeros_(self.refine.net[-1].bias)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -426,6 +434,9 @@ class DiT(nn.Module):
         out = self.unpatchify(self.head(x, e), grid)
         if cfg.conv_head_channels:
             out = out + self.conv_head(torch.cat([out, latent], dim=1))
+        if cfg.refine_channels:
+            sigma = self._frame_sigma(t, b, out.shape[2]).expand(b, 1, *out.shape[2:])
+            out = out + self.refine(torch.cat([out, latent, sigma], dim=1))
         if cfg.prediction == "x0":
             sigma = self._frame_sigma(t, b, out.shape[2]).clamp_min(cfg.x0_min_sigma)
             out = (latent - out) / sigma

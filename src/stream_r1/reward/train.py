@@ -281,6 +281,19 @@ def train_reward(config: dict, out: Path, resume: bool = False) -> Path:
     model_cfg = ToyRewardConfig.from_dict(config.get("model", {}))
     torch.manual_seed(tcfg["seed"])
     model = ToyRewardModel(model_cfg)
+    if tcfg.get("init_from"):  # fine-tuning: start from a trained judge (its config must match model:)
+        from .toy import load_toy_reward
+
+        init = load_toy_reward(tcfg["init_from"])
+        if init.cfg.to_dict() != model_cfg.to_dict():
+            raise ValueError(f"train.init_from {tcfg['init_from']} has another model config than model:; copy its "
+                             "model section into this config")
+        model.load_state_dict(init.state_dict())
+    anchors = tcfg.get("anchors")
+    if anchors:
+        from .anchors import anchor_pairs, concat_pairs, load_or_build_anchor_bank, preference_pairs
+
+        bank, bank_prompts, preferred = load_or_build_anchor_bank(out, anchors, anchors.get("frames", 12))
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg["lr"], betas=tuple(tcfg["betas"]),
                             weight_decay=tcfg["weight_decay"])
     step = 0
@@ -305,6 +318,14 @@ def train_reward(config: dict, out: Path, resume: bool = False) -> Path:
             g["lr"] = lr
         batch = batch_for_step(tcfg["seed"], step, tcfg["pairs_per_step"], strength, graded,
                                tcfg.get("family_weights"))
+        if anchors:  # student-anchored pairs (reward/anchors.py), from their own (seed, step) stream
+            gen = torch.Generator().manual_seed(anchors["seed"] * 1_000_003 + step)
+            if anchors.get("per_step"):
+                batch = concat_pairs(batch, anchor_pairs(bank, bank_prompts, anchors["per_step"], gen, strength,
+                                                         graded, tcfg.get("family_weights")))
+            if preferred is not None:
+                batch = concat_pairs(batch, preference_pairs(bank, preferred, bank_prompts,
+                                                             anchors["preferred_per_step"], gen))
         margins, raw = pair_margins(model, batch)
         weights = {k: torch.ones_like(m) for k, m in margins.items()}
         weights.update({a: batch.valid(a).float() for a in AXES})  # no-op "degradations" make no pair
