@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stream_r1.checkpoint import save_dit
+from stream_r1.checkpoint import WEIGHTS_DIR, save_dit
 from stream_r1.cli import main
 from stream_r1.models.dit import DiT
 from stream_r1.pipeline import VideoPipeline
@@ -92,3 +92,19 @@ def test_bad_checkpoint_gives_one_line_error(tmp_path, capsys):
     assert main(["generate", "--checkpoint", str(bad), "--prompt", PROMPTS[0], "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "corrupt" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "toy-dmd.safetensors").exists(), reason="shipped toy-dmd not built")
+def test_evaluate_checkpoint_writes_json_and_a_strip_above_ground_truth(tmp_path):
+    import imageio.v3 as iio
+
+    from stream_r1.evaluate import evaluate_checkpoint, save_comparison_strip
+    from stream_r1.video_io import frame_strip
+
+    result = evaluate_checkpoint("toy-dmd", "train", per_prompt=1, subset=2)
+    shown = save_comparison_strip(tmp_path / "strip.png", result)
+    assert shown == result["_prompts"]
+    image = iio.imread(tmp_path / "strip.png")
+    expected = frame_strip([result["_videos"][0], result["_truth"][0], result["_videos"][1], result["_truth"][1]],
+                           scale=4)
+    assert image.shape == expected.shape and (image == expected).all()

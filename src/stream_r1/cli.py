@@ -70,7 +70,7 @@ def cmd_train_reward(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from .evaluate import evaluate_checkpoint, markdown_table
+    from .evaluate import evaluate_checkpoint, markdown_table, save_comparison_strip
     from .toyworld.bench import evaluate_dir
 
     if bool(args.videos) == bool(args.checkpoint):
@@ -80,6 +80,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(markdown_table({args.videos: result["summary"]}))
     else:
         result = evaluate_checkpoint(args.checkpoint, args.split, args.per_prompt, args.seed, subset=args.subset)
+        if args.strip:
+            shown = save_comparison_strip(Path(args.strip), result)
+            print(f"{args.strip}: each video above its ground truth; prompts from the top: " + "; ".join(shown))
         result = {k: v for k, v in result.items() if not k.startswith("_")}
         print(markdown_table({args.checkpoint: result["model"], "ground truth": result["ground_truth"]}))
         ratio = ", ".join(f"{k.upper()} {v:.3f}" for k, v in result["ratio"].items())
@@ -197,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(choose checkpoints on `--split train --subset 48 --per-prompt 1`, never on held-out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the full result as JSON here")
+    p.add_argument("--strip", help="with --checkpoint: a PNG of six videos, each above its ground truth")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("reward-reliability", help="how well toy reward models rank one generator's videos "

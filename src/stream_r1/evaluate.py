@@ -66,7 +66,8 @@ def evaluate_checkpoint(
     pipe = VideoPipeline.from_checkpoint(checkpoint)
     videos, seconds = generate_uint8(pipe, prompts, seed, batch_size=batch_size)
     model = score_batch(videos, prompts)
-    truth = score_batch(ground_truth_uint8(prompts, seed), prompts)
+    truth_videos = ground_truth_uint8(prompts, seed)
+    truth = score_batch(truth_videos, prompts)
     return {
         "checkpoint": str(checkpoint),
         "split": split,
@@ -76,6 +77,7 @@ def evaluate_checkpoint(
         "ground_truth": truth,
         "ratio": {k: model[k] / truth[k] for k in AXES},
         "_videos": videos,
+        "_truth": truth_videos,
         "_prompts": prompts,
     }
 
@@ -97,3 +99,12 @@ def save_strip(path: Path, videos: list[np.ndarray], scale: int = 4) -> None:
     from .video_io import frame_strip
 
     iio.imwrite(path, frame_strip(videos, scale=scale))
+
+
+def save_comparison_strip(path: Path, result: dict, rows: int = 6) -> list[str]:
+    """A PNG of `rows` prompts spread over the evaluated set, each video above its ground truth; returns the prompts."""
+    videos, truth, prompts = result["_videos"], result["_truth"], result["_prompts"]
+    rows = min(rows, len(prompts))
+    picks = [i * len(prompts) // rows for i in range(rows)]
+    save_strip(path, [v for i in picks for v in (videos[i], truth[i])])
+    return [prompts[i] for i in picks]
