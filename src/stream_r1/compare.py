@@ -30,6 +30,7 @@ import torch
 
 from .checkpoint import atomic_write, resolve_checkpoint
 from .config import ConfigError, from_section, load_config
+from .reward.base import reward_scores, videos_to_pixels
 from .toyworld.prompts import parse_prompt, split_prompts
 from .toyworld.render import NUM_FRAMES
 from .train_state import read_jsonl
@@ -256,22 +257,6 @@ def is_finished(job: Job) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # What a worker does
-
-
-def videos_to_pixels(videos: list[np.ndarray]) -> torch.Tensor:
-    """uint8 [T, H, W, 3] videos -> float [B, T, 3, H, W] in [0, 1] (what the reward model reads)."""
-    return torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3).float() / 255
-
-
-@torch.no_grad()
-def reward_scores(reward, videos: list[np.ndarray], prompts: list[str], batch_size: int) -> dict[str, list[float]]:
-    """The reward model's z-scored VQ / MQ / TA of each video (no gradient)."""
-    out: dict[str, list[float]] = {a: [] for a in ("vq", "mq", "ta")}
-    for b in range(0, len(videos), batch_size):
-        scores = reward(videos_to_pixels(videos[b : b + batch_size]), prompts[b : b + batch_size])
-        for a in out:
-            out[a] += scores[a].float().tolist()
-    return out
 
 
 def evaluate_model(model: str, reward_path: str, ev: EvalSettings, seed: int) -> dict:

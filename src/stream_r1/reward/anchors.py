@@ -14,45 +14,39 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checkpoint import load_state_dict, save_state_dict
+from ..toyworld.degrade import DEGRADATIONS
 from ..toyworld.prompts import parse_prompt, split_prompts
 from .base import AXES
-from .train import PairBatch, _pick_weighted, degrade, wrong_prompt
+from .train import PairBatch, _pick_weighted, corrupted_pairs, wrong_prompt
 
 log = logging.getLogger(__name__)
 
 ANCHOR_FORMAT = "stream-r1/reward-anchors/v1"
 
 
-def build_anchor_bank(checkpoints: list[str], videos: int, seed: int, frames: int, batch_size: int = 32
-                      ) -> tuple[torch.Tensor, list[str]]:
-    """`videos` rollouts of each checkpoint on training-split prompts drawn with `seed`: uint8 [N, T, 3, H, W]."""
+def rollouts(checkpoint: str, prompts: list[str], seed: int, frames: int, batch_size: int = 32) -> torch.Tensor:
+    """`checkpoint`'s videos of `prompts` (video i seeded with seed + i) as uint8 [N, T, 3, H, W]."""
+    from ..evaluate import generate_uint8
     from ..pipeline import VideoPipeline
 
+    videos, _ = generate_uint8(VideoPipeline.from_checkpoint(checkpoint), prompts, seed, frames, batch_size)
+    return torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3).contiguous()
+
+
+def build_anchor_bank(checkpoints: list[str], videos: int, seed: int, frames: int) -> tuple[torch.Tensor, list[str]]:
+    """`videos` rollouts of each checkpoint on training-split prompts drawn with `seed`: uint8 [N, T, 3, H, W]."""
     gen = torch.Generator().manual_seed(seed)
     train = split_prompts("train")
-    out, prompts = [], []
+    banks, prompts = [], []
     for checkpoint in checkpoints:
-        pipe = VideoPipeline.from_checkpoint(checkpoint)
         texts = [train[i].text for i in torch.randint(len(train), (videos,), generator=gen).tolist()]
-        for b in range(0, videos, batch_size):
-            out.append(pipe.generate(texts[b : b + batch_size], frames, seed * 1_000_003 + len(prompts) + b))
+        banks.append(rollouts(checkpoint, texts, seed * 1_000_003 + len(prompts), frames))
         prompts += texts
-    bank = (torch.cat(out).clamp(0, 1) * 255).round().to(torch.uint8)
-    return bank, prompts
-
-
-def build_preferred_bank(checkpoint: str, prompts: list[str], seed: int, frames: int, batch_size: int = 32
-                         ) -> torch.Tensor:
-    """Rollouts of a better model (the teacher) for the same prompts: uint8 [N, T, 3, H, W]."""
-    from ..pipeline import VideoPipeline
-
-    pipe = VideoPipeline.from_checkpoint(checkpoint)
-    out = [pipe.generate(prompts[b : b + batch_size], frames, seed * 1_000_003 + 500_000 + b)
-           for b in range(0, len(prompts), batch_size)]
-    return (torch.cat(out).clamp(0, 1) * 255).round().to(torch.uint8)
+    return torch.cat(banks), prompts
 
 
 def load_or_build_anchor_bank(out: Path, spec: dict, frames: int
@@ -74,7 +68,7 @@ def load_or_build_anchor_bank(out: Path, spec: dict, frames: int
     tensors = {"videos": bank}
     if spec.get("preferred"):
         log.info("rolling out the same %d prompts with the preferred model %s", len(prompts), spec["preferred"])
-        tensors["preferred"] = build_preferred_bank(spec["preferred"], prompts, spec["seed"], frames)
+        tensors["preferred"] = rollouts(spec["preferred"], prompts, spec["seed"] * 1_000_003 + 500_000, frames)
     save_state_dict(path, tensors, {"format": ANCHOR_FORMAT, "identity": json.dumps(identity),
                                     "prompts": json.dumps(prompts)})
     return bank, prompts, tensors.get("preferred")
@@ -99,43 +93,15 @@ def anchor_pairs(bank: torch.Tensor, prompts: list[str], count: int, gen: torch.
                  strength: tuple[float, float], graded: bool = False,
                  family_weights: dict[str, float] | None = None) -> PairBatch:
     """`count` anchors from the bank, each with a VQ and an MQ corruption and a wrong prompt (TA pairs are masked)."""
-    from ..toyworld.degrade import DEGRADATIONS
-
-    lo, hi = strength
     idx = torch.randint(len(prompts), (count,), generator=gen).tolist()
-    clean = bank[idx].float() / 255.0
-    chosen = [prompts[i] for i in idx]
-    degraded = {a: [] for a in AXES}
-    stronger = {a: [] for a in AXES}
-    gaps = {a: [] for a in AXES}
-    families = {a: [] for a in AXES}
-    for video in clean:
-        for axis in AXES:
-            if axis == "ta":  # no scene to re-render: an identical copy, masked out by PairBatch.valid
-                families[axis].append("none")
-                degraded[axis].append(video.clone())
-                stronger[axis].append(video.clone())
-                gaps[axis].append(0.0)
-                continue
-            family = _pick_weighted(list(DEGRADATIONS[axis]), family_weights or {}, gen)
-            families[axis].append(family)
-            s = lo + (hi - lo) * float(torch.rand(1, generator=gen))
-            if not graded:
-                degraded[axis].append(degrade(axis, family, None, video, s, gen))
-                continue
-            s2 = lo + (hi - lo) * float(torch.rand(1, generator=gen))
-            draw = int(torch.randint(2**62, (1,), generator=gen))
-            mild, strong = min(s, s2), max(s, s2)
-            degraded[axis].append(degrade(axis, family, None, video, mild, torch.Generator().manual_seed(draw)))
-            stronger[axis].append(degrade(axis, family, None, video, strong, torch.Generator().manual_seed(draw)))
-            gaps[axis].append(strong - mild)
+    clean = list(bank[idx].float() / 255.0)
+    attrs = [parse_prompt(prompts[i]) for i in idx]
+
+    def pick_family(i: int, axis: str) -> str | None:  # TA: no scene to re-render, a masked no-op pair
+        return None if axis == "ta" else _pick_weighted(list(DEGRADATIONS[axis]), family_weights or {}, gen)
+
     allowed = {p.combo for p in split_prompts("train")}
-    wrong = [wrong_prompt(parse_prompt(p), gen, allowed).text for p in chosen]
-    batch = PairBatch(chosen, clean, {a: torch.stack(v) for a, v in degraded.items()}, families, wrong)
-    if graded:
-        batch.stronger = {a: torch.stack(v) for a, v in stronger.items()}
-        batch.gaps = {a: torch.tensor(v) for a, v in gaps.items()}
-    return batch
+    return corrupted_pairs(attrs, [None] * count, clean, pick_family, gen, strength, allowed, graded)
 
 
 def concat_pairs(first: PairBatch, second: PairBatch) -> PairBatch:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -100,3 +101,19 @@ class ZScoredReward(nn.Module):
         check_scores(raw, pixels.shape[0])
         ref = raw[AXES[0]]
         return zscore(raw, self.z_mean.to(ref), self.z_std.to(ref))
+
+
+def videos_to_pixels(videos: list[np.ndarray]) -> torch.Tensor:
+    """uint8 [T, H, W, 3] videos -> float [B, T, 3, H, W] in [0, 1] (what the reward model reads)."""
+    return torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3).float() / 255
+
+
+@torch.no_grad()
+def reward_scores(reward, videos: list[np.ndarray], prompts: list[str], batch_size: int) -> dict[str, list[float]]:
+    """The reward model's z-scored VQ / MQ / TA of each video (no gradient)."""
+    out: dict[str, list[float]] = {a: [] for a in AXES}
+    for b in range(0, len(videos), batch_size):
+        scores = reward(videos_to_pixels(videos[b : b + batch_size]), prompts[b : b + batch_size])
+        for a in out:
+            out[a] += scores[a].float().tolist()
+    return out

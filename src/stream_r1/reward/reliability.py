@@ -7,13 +7,11 @@ trains one. Use the training split, so that choosing a reward on this never look
 
 from __future__ import annotations
 
-import torch
-
 from ..evaluate import eval_prompts, generate_uint8
 from ..pipeline import VideoPipeline
 from ..stats import spearman
 from ..toyworld.bench import score_video
-from .base import AXES
+from .base import AXES, reward_scores
 from .toy import load_toy_reward
 
 
@@ -23,16 +21,9 @@ def reward_reliability(checkpoint: str, rewards: list[str], split: str = "train"
     prompts = eval_prompts(split, per_prompt, subset)
     videos, _ = generate_uint8(VideoPipeline.from_checkpoint(checkpoint), prompts, seed, frames)
     bench = [score_video(v, p) for v, p in zip(videos, prompts, strict=True)]
-    pixels = torch.stack([torch.from_numpy(v).permute(0, 3, 1, 2).float() / 255.0 for v in videos])
     out: dict = {"checkpoint": checkpoint, "split": split, "videos": len(prompts),
                  "toybench": {a: sum(getattr(b, a) for b in bench) / len(bench) for a in AXES}, "spearman": {}}
     for name in rewards:
-        model = load_toy_reward(name)
-        with torch.no_grad():
-            scores = {a: [] for a in AXES}
-            for i in range(0, len(prompts), 32):
-                s = model(pixels[i : i + 32], prompts[i : i + 32])
-                for a in AXES:
-                    scores[a] += s[a].tolist()
+        scores = reward_scores(load_toy_reward(name), videos, prompts, batch_size=32)
         out["spearman"][name] = {a: spearman(scores[a], [getattr(b, a) for b in bench]) for a in AXES}
     return out

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,23 +121,45 @@ def make_pairs(
     rendered at a second, higher strength (degradations grow monotonically with strength for a fixed draw),
     which gives "mild beats strong" pairs.
     """
-    lo, hi = strength
     specs = [sample_spec(a, gen) for a in attrs]
     clean = [render_spec(s) for s in specs]
+
+    def pick_family(i: int, axis: str) -> str | None:
+        if cycle_families:
+            names = list(DEGRADATIONS[axis])
+            return names[i % len(names)]
+        names = safe_families(axis, attrs[i], allowed)
+        return _pick_weighted(names, family_weights or {}, gen) if names else None
+
+    return corrupted_pairs(attrs, specs, clean, pick_family, gen, strength, allowed, graded)
+
+
+def corrupted_pairs(
+    attrs: list[PromptAttributes],
+    specs: list[VideoSpec | None],
+    clean: list[torch.Tensor],
+    pick_family: Callable[[int, str], str | None],
+    gen: torch.Generator,
+    strength: tuple[float, float],
+    allowed: set | None = None,
+    graded: bool = False,
+) -> PairBatch:
+    """Clean videos against degraded copies: per video and axis, the family `pick_family` names (None = a no-op
+    pair, masked out of the loss) at a strength drawn from `strength`, then one wrong prompt per video.
+
+    Shared by ground-truth pairs (`make_pairs`) and student-anchored ones (`anchors.anchor_pairs`, whose specs are
+    None: a generated video has no scene to re-render, so it only takes the families that act on pixels).
+    """
+    lo, hi = strength
     degraded: dict[str, list[torch.Tensor]] = {a: [] for a in AXES}
     stronger: dict[str, list[torch.Tensor]] = {a: [] for a in AXES}
     gaps: dict[str, list[float]] = {a: [] for a in AXES}
     families: dict[str, list[str]] = {a: [] for a in AXES}
     for i, (spec, video) in enumerate(zip(specs, clean, strict=True)):
         for axis in AXES:
-            if cycle_families:
-                names = list(DEGRADATIONS[axis])
-                family = names[i % len(names)]
-            else:
-                names = safe_families(axis, attrs[i], allowed)
-                family = _pick_weighted(names, family_weights or {}, gen) if names else None
+            family = pick_family(i, axis)
             families[axis].append(family or "none")
-            if family is None:  # no safe corruption: a no-op pair, masked out of the loss
+            if family is None:
                 degraded[axis].append(video.clone())
                 stronger[axis].append(video.clone())
                 gaps[axis].append(0.0)
