@@ -95,8 +95,7 @@ def read_config_file(name_or_path: str, seen: tuple[Path, ...] = ()) -> dict[str
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
     """Read a YAML config (with its `base:` chain) and apply `key.sub=value` overrides (values parsed as YAML)."""
-    cfg = read_config_file(name_or_path)
-    cfg = copy.deepcopy(cfg)
+    cfg = read_config_file(name_or_path)  # freshly parsed: overrides may write into it
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
