@@ -107,6 +107,25 @@ def cmd_reward_reliability(args: argparse.Namespace) -> None:
         Path(args.out).write_text(json.dumps(result, indent=1))
 
 
+def cmd_diagnose(args: argparse.Namespace) -> None:
+    import json
+
+    from .diagnose import diagnose, plot_profiles
+
+    reweight = load_config(args.config, args.set)["reweight"]
+    result = diagnose(args.checkpoint, args.reward, reweight, args.split, args.subset, args.per_prompt, args.seed)
+    print(f"{result['videos']} videos ({args.split} split), reward {args.reward}\n")
+    for name, p in result["profiles"].items():
+        print(f"{name}\n  step / prompt speed by gap: " + " ".join(f"{v:.2f}" for v in p["step_over_speed"]))
+        print("  stall fraction by gap:      " + " ".join(f"{v:.2f}" for v in p["stall_fraction"]))
+        print("  temporal weight by frame:   " + " ".join(f"{v:.2f}" for v in p["temporal_weight"]))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    if args.plot:
+        plot_profiles(result, args.plot)
+        print(f"\nplot: {args.plot}")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from .serve.server import ServeError, load_pipeline, run_server
 
@@ -213,6 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", help="write the result as JSON here")
     p.set_defaults(func=cmd_reward_reliability)
+
+    p = sub.add_parser("diagnose", help="where in the stream motion breaks and where Stream-R1's temporal "
+                       "weights land, per frame")
+    p.add_argument("--checkpoint", action="append", required=True,
+                   help="a generator (repeat to compare); 'ground-truth' adds the rendered videos")
+    p.add_argument("--reward", default="toy-reward", help="the toy reward model whose saliency gives the weights")
+    p.add_argument("--config", default="toy-stream-r1", help="distillation config whose `reweight` section is used")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--split", default="train", choices=["heldout", "train"])
+    p.add_argument("--subset", type=positive_int, default=48, help="a fixed random subset of N prompts")
+    p.add_argument("--per-prompt", type=positive_int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the profiles as JSON here")
+    p.add_argument("--plot", help="write a PNG of the motion and weight profiles here")
+    p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("serve", help="a web page that streams a video chunk by chunk as it is generated")
     p.add_argument("--checkpoint", default="toy-stream-r1", help="short name or safetensors path (a causal student)")

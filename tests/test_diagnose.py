@@ -1,0 +1,61 @@
+"""`stream-r1 diagnose`: per-frame motion and Stream-R1 weight profiles."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stream_r1.config import load_config
+from stream_r1.diagnose import motion_profile, weight_profile
+from stream_r1.evaluate import eval_prompts, ground_truth_uint8
+from stream_r1.models.codec import SpaceToDepthCodec
+from stream_r1.toyworld.bench import STALL_RATIO
+
+
+def test_ground_truth_moves_at_the_prompt_speed_and_a_held_start_shows_as_stalls():
+    prompts = eval_prompts("train", 1, 6)
+    videos = ground_truth_uint8(prompts, 0)
+    clean = motion_profile(videos, prompts)
+    assert np.allclose(clean["step_over_speed"], 1.0, atol=0.1)
+    assert max(clean["stall_fraction"]) == 0.0
+    held = [np.concatenate([v[:1], v[:1], v[:1], v[3:]]) for v in videos]  # frames 1, 2 repeat frame 0
+    stalled = motion_profile(held, prompts)
+    assert stalled["stall_fraction"][:2] == [1.0, 1.0]
+    assert stalled["step_over_speed"][2] > 2.5  # the catch-up jump of three frames' motion
+    assert all(s < STALL_RATIO for s in stalled["step_over_speed"][:2])
+
+
+def test_weight_profile_is_the_trainers_temporal_weight():
+    prompts = eval_prompts("train", 1, 4)
+    videos = ground_truth_uint8(prompts, 0)
+    reweight = load_config("toy-stream-r1")["reweight"]
+    profile = weight_profile(videos, prompts, "toy-reward", reweight, SpaceToDepthCodec(1))
+    w_t = np.array(profile["temporal_weight"])
+    assert w_t.shape == (12,) and w_t.mean() == pytest.approx(1.0, abs=1e-5)
+    for axis in ("vq", "mq", "ta"):
+        assert np.mean(profile[f"saliency_{axis}"]) == pytest.approx(1.0, abs=1e-5)
+    # the full weight W_intra = w_t * w_s (mean 1 per frame) / mean: its frame means follow w_t
+    assert np.allclose(profile["intra_weight_by_frame"], w_t, atol=1e-4)
+    flat = weight_profile(videos, prompts, "toy-reward", {**reweight, "temporal_strength": 0.0}, SpaceToDepthCodec(1))
+    assert np.allclose(flat["temporal_weight"], 1.0)
+
+
+def test_diagnose_cli_writes_profiles_and_a_plot(tmp_path):
+    from stream_r1.cli import main
+
+    out, plot = tmp_path / "d.json", tmp_path / "d.png"
+    assert main(["diagnose", "--checkpoint", "ground-truth", "--checkpoint", "toy-dmd", "--subset", "3",
+                 "--out", str(out), "--plot", str(plot)]) == 0
+    result = json.loads(out.read_text())
+    assert list(result["profiles"]) == ["ground-truth", "toy-dmd"] and result["videos"] == 3
+    assert result["profiles"]["toy-dmd"]["frames_per_chunk"] == 3
+    assert plot.stat().st_size > 10_000
+
+
+def test_diagnose_refuses_ground_truth_alone(capsys):
+    from stream_r1.cli import main
+
+    assert main(["diagnose", "--checkpoint", "ground-truth"]) == 2
+    assert "add e.g. --checkpoint toy-dmd" in capsys.readouterr().err
