@@ -267,7 +267,10 @@ class Head(nn.Module):
 
 
 class FrameConv(nn.Module):
-    """Per-frame 2-D convolutions (no temporal mixing, so causality is untouched)."""
+    """Per-frame 2-D convolutions (no temporal mixing, so causality is untouched).
+
+    The last layer starts at zero: used as a residual, it can be added to a trained model without changing it.
+    """
 
     def __init__(self, in_ch: int, hidden: int, out_ch: int) -> None:
         super().__init__()
@@ -278,6 +281,8 @@ class FrameConv(nn.Module):
             nn.GELU(),
             nn.Conv2d(hidden, out_ch, 3, padding=1),
         )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
@@ -324,12 +329,8 @@ class DiT(nn.Module):
         self.head = Head(cfg)
         if cfg.conv_head_channels:
             self.conv_head = FrameConv(cfg.out_channels * 2, cfg.conv_head_channels, cfg.out_channels)
-            nn.init.zeros_(self.conv_head.net[-1].weight)
-            nn.init.zeros_(self.conv_head.net[-1].bias)
         if cfg.refine_channels:
             self.refine = FrameConv(cfg.out_channels * 2 + 1, cfg.refine_channels, cfg.out_channels)
-            nn.init.zeros_(self.refine.net[-1].weight)
-            nn.init.zeros_(self.refine.net[-1].bias)
         self._init_weights()
 
     def _init_weights(self) -> None:
