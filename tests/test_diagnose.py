@@ -54,8 +54,10 @@ def test_diagnose_cli_writes_profiles_and_a_plot(tmp_path):
     assert plot.stat().st_size > 10_000
 
 
-def test_diagnose_refuses_ground_truth_alone(capsys):
+def test_diagnose_refuses_ground_truth_alone_and_a_config_without_reweighting(capsys):
     from stream_r1.cli import main
 
     assert main(["diagnose", "--checkpoint", "ground-truth"]) == 2
     assert "add e.g. --checkpoint toy-dmd" in capsys.readouterr().err
+    assert main(["diagnose", "--checkpoint", "toy-dmd", "--config", "toy-dmd"]) == 2
+    assert "no `reweight` section" in capsys.readouterr().err

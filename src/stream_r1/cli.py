@@ -112,7 +112,10 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
 
     from .diagnose import diagnose, plot_profiles
 
-    reweight = load_config(args.config, args.set)["reweight"]
+    reweight = load_config(args.config, args.set).get("reweight")
+    if not reweight:
+        raise ConfigError(f"config {args.config!r} has no `reweight` section; pass a Stream-R1 config "
+                          "(e.g. --config toy-stream-r1)")
     result = diagnose(args.checkpoint, args.reward, reweight, args.split, args.subset, args.per_prompt, args.seed)
     print(f"{result['videos']} videos ({args.split} split), reward {args.reward}\n")
     for name, p in result["profiles"].items():

@@ -1,4 +1,4 @@
-"""Where in the stream a generator's motion breaks, and where Stream-R1's weights land (docs/results.md, "Why").
+"""Where in the stream a generator's motion breaks, and where Stream-R1's weights land (docs/results.md, "Session 5").
 
 Two profiles over the frames of one generator's videos:
 - motion: per frame gap, the object's step length over the prompt's speed and the fraction of stalls (a step
