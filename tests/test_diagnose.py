@@ -61,3 +61,14 @@ def test_diagnose_refuses_ground_truth_alone_and_a_config_without_reweighting(ca
     assert "add e.g. --checkpoint toy-dmd" in capsys.readouterr().err
     assert main(["diagnose", "--checkpoint", "toy-dmd", "--config", "toy-dmd"]) == 2
     assert "no `reweight` section" in capsys.readouterr().err
+
+
+def test_diagnose_steps_override_matches_the_students_own_four_step_schedule():
+    from stream_r1.diagnose import diagnose
+
+    reweight = load_config("toy-stream-r1")["reweight"]
+    own = diagnose(["toy-dmd"], "toy-reward", reweight, subset=3)["profiles"]["toy-dmd"]
+    four = diagnose(["toy-dmd"], "toy-reward", reweight, subset=3, steps=4)["profiles"]["toy-dmd"]
+    one = diagnose(["toy-dmd"], "toy-reward", reweight, subset=3, steps=1)["profiles"]["toy-dmd"]
+    assert four["step_over_speed"] == own["step_over_speed"]  # linspace(1000, 250, 4) is the student's schedule
+    assert one["step_over_speed"] != own["step_over_speed"]

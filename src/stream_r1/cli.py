@@ -116,8 +116,10 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
     if not reweight:
         raise ConfigError(f"config {args.config!r} has no `reweight` section; pass a Stream-R1 config "
                           "(e.g. --config toy-stream-r1)")
-    result = diagnose(args.checkpoint, args.reward, reweight, args.split, args.subset, args.per_prompt, args.seed)
-    print(f"{result['videos']} videos ({args.split} split), reward {args.reward}\n")
+    result = diagnose(args.checkpoint, args.reward, reweight, args.split, args.subset, args.per_prompt, args.seed,
+                      steps=args.steps)
+    steps = f", {args.steps} sampling steps" if args.steps else ""
+    print(f"{result['videos']} videos ({args.split} split{steps}), reward {args.reward}\n")
     for name, p in result["profiles"].items():
         print(f"{name}\n  step / prompt speed by gap: " + " ".join(f"{v:.2f}" for v in p["step_over_speed"]))
         print("  stall fraction by gap:      " + " ".join(f"{v:.2f}" for v in p["stall_fraction"]))
@@ -248,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-prompt", type=positive_int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the profiles as JSON here")
+    p.add_argument("--steps", type=positive_int, help="sampling steps for every model (default: its own schedule)")
     p.add_argument("--plot", help="write a PNG of the motion and weight profiles here")
     p.set_defaults(func=cmd_diagnose)
 

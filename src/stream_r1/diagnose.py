@@ -64,21 +64,24 @@ def weight_profile(videos: list[np.ndarray], prompts: list[str], reward_name: st
 
 
 def diagnose(checkpoints: list[str], reward: str, reweight: dict, split: str = "train", subset: int | None = 48,
-             per_prompt: int = 1, seed: int = 0, frames: int = 12) -> dict:
-    """Motion and weight profiles for each checkpoint (or `ground-truth`) on the same prompts and seeds."""
+             per_prompt: int = 1, seed: int = 0, frames: int = 12, steps: int | None = None) -> dict:
+    """Motion and weight profiles for each checkpoint (or `ground-truth`) on the same prompts and seeds.
+
+    `steps` overrides every model's sampling step count (None: each checkpoint's own schedule).
+    """
     models = [name for name in checkpoints if name != GROUND_TRUTH]
     if not models:
         raise ValueError("diagnose needs at least one model checkpoint besides ground-truth (its codec sets the "
                          "latent grid of the weights); add e.g. --checkpoint toy-dmd")
     pipes = {name: VideoPipeline.from_checkpoint(name) for name in models}
     prompts = eval_prompts(split, per_prompt, subset)
-    result: dict = {"split": split, "videos": len(prompts), "reward": reward, "profiles": {}}
+    result: dict = {"split": split, "videos": len(prompts), "reward": reward, "steps": steps, "profiles": {}}
     for name in checkpoints:
         pipe = pipes.get(name)
         if pipe is None:
             videos = ground_truth_uint8(prompts, seed)
         else:
-            videos, _ = generate_uint8(pipe, prompts, seed, frames)
+            videos, _ = generate_uint8(pipe, prompts, seed, frames, steps=steps)
         profile = motion_profile(videos, prompts)
         with torch.enable_grad():
             profile.update(weight_profile(videos, prompts, reward, reweight, (pipe or pipes[models[0]]).codec))

@@ -39,13 +39,17 @@ def eval_prompts(split: str = "heldout", per_prompt: int = 2, subset: int | None
 
 
 def generate_uint8(
-    pipe: VideoPipeline, prompts: list[str], seed: int, frames: int = NUM_FRAMES, batch_size: int = 32
+    pipe: VideoPipeline, prompts: list[str], seed: int, frames: int = NUM_FRAMES, batch_size: int = 32,
+    steps: int | None = None,
 ) -> tuple[list[np.ndarray], float]:
-    """Videos as uint8 [T, H, W, 3] (video i seeded with seed + i) and the seconds per video."""
+    """Videos as uint8 [T, H, W, 3] (video i seeded with seed + i) and the seconds per video.
+
+    `steps` overrides the sampler's step count (None: the checkpoint's own schedule).
+    """
     videos, start = [], time.perf_counter()
     for b in range(0, len(prompts), batch_size):
         batch = prompts[b : b + batch_size]
-        out = pipe.generate(batch, frames, seed + b)
+        out = pipe.generate(batch, frames, seed + b, steps)
         videos += [to_uint8(v).numpy() for v in out]
     return videos, (time.perf_counter() - start) / max(1, len(prompts))
 
