@@ -72,3 +72,21 @@ def test_diagnose_steps_override_matches_the_students_own_four_step_schedule():
     one = diagnose(["toy-dmd"], "toy-reward", reweight, subset=3, steps=1)["profiles"]["toy-dmd"]
     assert four["step_over_speed"] == own["step_over_speed"]  # linspace(1000, 250, 4) is the student's schedule
     assert one["step_over_speed"] != own["step_over_speed"]
+
+
+def test_a_temporal_difference_reward_is_blind_at_the_ends_before_any_training():
+    """method.md §3.4: end frames enter fewer temporal differences and conv windows, so their saliency is weaker."""
+    import torch
+
+    from stream_r1.reward.base import videos_to_pixels
+    from stream_r1.reward.toy import ToyRewardConfig, ToyRewardModel
+
+    prompts = eval_prompts("train", 1, 8)
+    pixels = videos_to_pixels(ground_truth_uint8(prompts, 0)).requires_grad_(True)
+    torch.manual_seed(0)
+    model = ToyRewardModel(ToyRewardConfig(channels=(16, 32, 48)))
+    (grad,) = torch.autograd.grad(model.raw_scores(pixels, prompts)["mq"].sum(), pixels)
+    profile = grad.norm(dim=2).mean(dim=(2, 3))
+    profile = (profile / profile.mean(dim=1, keepdim=True)).mean(0)
+    assert profile[0] < 0.8 and profile[-1] < 0.8
+    assert profile[2:-2].min() > 0.95
