@@ -98,7 +98,7 @@ def plot_profiles(result: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_m, ax_w) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax_m, ax_w) = plt.subplots(1, 2, figsize=(11, 4.2))
     chunk = next((p["frames_per_chunk"] for p in result["profiles"].values() if "frames_per_chunk" in p), None)
     for name, p in result["profiles"].items():
         gaps = np.arange(len(p["step_over_speed"])) + 0.5
@@ -114,9 +114,9 @@ def plot_profiles(result: dict, path: str | Path) -> None:
              title="Where motion breaks (chunk boundaries dashed)")
     ax_w.set(xlabel="frame", ylabel="Intra-Perplexity temporal weight w_t",
              title=f"Where Stream-R1's weight lands ({result['reward']})")
-    ax_m.legend(fontsize=8)
-    ax_w.legend(fontsize=8)
+    handles, labels = ax_m.get_legend_handles_labels()  # one legend for both panels, below them
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle(f"{result['videos']} videos, {result['split']} split", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
