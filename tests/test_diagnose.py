@@ -36,8 +36,18 @@ def test_weight_profile_is_the_trainers_temporal_weight():
     assert w_t.shape == (12,) and w_t.mean() == pytest.approx(1.0, abs=1e-5)
     for axis in ("vq", "mq", "ta"):
         assert np.mean(profile[f"saliency_{axis}"]) == pytest.approx(1.0, abs=1e-5)
-    # the full weight W_intra = w_t * w_s (mean 1 per frame) / mean: its frame means follow w_t
-    assert np.allclose(profile["intra_weight_by_frame"], w_t, atol=1e-4)
+    # the profile reads w_t off W_intra = w_t * w_s (mean 1 per frame) / mean: it must equal w_t built directly
+    from stream_r1.reward.base import videos_to_pixels
+    from stream_r1.reward.toy import load_toy_reward
+    from stream_r1.reweight import ReweightSettings, StreamR1Reweighter, temporal_weights, to_latent_grid
+
+    settings = ReweightSettings.from_dict(reweight)
+    direct = StreamR1Reweighter(load_toy_reward("toy-reward"), SpaceToDepthCodec(1).decode, settings)
+    latents = SpaceToDepthCodec(1).encode(videos_to_pixels(videos))
+    direct(latents, prompts, step=0)
+    fused = to_latent_grid(direct.last["saliency"], tuple(latents.shape[2:]))
+    w_direct = temporal_weights(fused, settings.temporal_strength, settings.temporal_floor).mean(0)
+    assert np.allclose(w_t, w_direct.numpy(), atol=1e-4)
     flat = weight_profile(videos, prompts, "toy-reward", {**reweight, "temporal_strength": 0.0}, SpaceToDepthCodec(1))
     assert np.allclose(flat["temporal_weight"], 1.0)
 

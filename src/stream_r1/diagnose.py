@@ -20,7 +20,7 @@ from .evaluate import eval_prompts, generate_uint8, ground_truth_uint8
 from .pipeline import VideoPipeline
 from .reward.base import AXES, videos_to_pixels
 from .reward.toy import load_toy_reward
-from .reweight import ReweightSettings, StreamR1Reweighter, temporal_weights, to_latent_grid
+from .reweight import ReweightSettings, StreamR1Reweighter
 from .toyworld.bench import STALL_RATIO, segment
 from .toyworld.prompts import SPEEDS, parse_prompt
 
@@ -49,17 +49,12 @@ def weight_profile(videos: list[np.ndarray], prompts: list[str], reward_name: st
     settings = ReweightSettings.from_dict({**reweight, "intra": True})
     reweighter = StreamR1Reweighter(load_toy_reward(reward_name), codec.decode, settings)
     latents = codec.encode(videos_to_pixels(videos))
-    _, maps = reweighter.score_and_saliency(latents, prompts)  # [B, A, T, H, W]
-    per_frame = maps.mean(dim=(3, 4))
+    _, w_intra, _ = reweighter(latents, prompts, step=0)  # one reward forward and one backward per axis
+    per_frame = reweighter.last["axis_frame_saliency"]  # [B, A, T]
     per_frame = per_frame / per_frame.mean(dim=2, keepdim=True).clamp_min(1e-12)
     out = {f"saliency_{a}": per_frame[:, i].mean(0).tolist() for i, a in enumerate(AXES)}
-    _, w_intra, _ = reweighter(latents, prompts, step=0)
-    grid = tuple(latents.shape[2:])
-    # w_t as the trainer builds it, from the fused map it kept (method.md §3.4)
-    fused = to_latent_grid(reweighter.last["saliency"], grid)
-    w_t = temporal_weights(fused, settings.temporal_strength, settings.temporal_floor)
-    out["temporal_weight"] = w_t.mean(0).tolist()
-    out["intra_weight_by_frame"] = w_intra.mean(dim=(0, 1, 3, 4)).tolist()
+    # W_intra = w_t·w_s / mean with w_s of mean 1 in every frame, so its frame means are w_t (method.md §3.4)
+    out["temporal_weight"] = w_intra.mean(dim=(1, 3, 4)).mean(0).tolist()
     return out
 
 

@@ -272,5 +272,6 @@ class StreamR1Reweighter:
             w_intra = torch.where(ok[:, None, None, None], weights, torch.ones_like(weights)).unsqueeze(1)
             logs.update({f"intra/pi_{a}": float(pi[:, i].mean()) for i, a in enumerate(AXES)})
             logs["intra/w_max"] = float(w_intra.max())
-            self.last.update(saliency=fused.detach(), w_intra=w_intra.detach())
+            self.last.update(saliency=fused.detach(), w_intra=w_intra.detach(),
+                             axis_frame_saliency=maps.mean(dim=(3, 4)).detach())  # [B, A, T]: `diagnose`
         return w_inter.to(latents.device), w_intra.to(latents.device), logs

@@ -14,13 +14,12 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..checkpoint import load_state_dict, save_state_dict
 from ..toyworld.degrade import DEGRADATIONS
 from ..toyworld.prompts import parse_prompt, split_prompts
-from .base import AXES
+from .base import AXES, stack_videos
 from .train import PairBatch, _pick_weighted, corrupted_pairs, wrong_prompt
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ def rollouts(checkpoint: str, prompts: list[str], seed: int, frames: int, batch_
     from ..pipeline import VideoPipeline
 
     videos, _ = generate_uint8(VideoPipeline.from_checkpoint(checkpoint), prompts, seed, frames, batch_size)
-    return torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3).contiguous()
+    return stack_videos(videos).contiguous()
 
 
 def build_anchor_bank(checkpoints: list[str], videos: int, seed: int, frames: int) -> tuple[torch.Tensor, list[str]]:

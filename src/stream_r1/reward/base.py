@@ -103,9 +103,14 @@ class ZScoredReward(nn.Module):
         return zscore(raw, self.z_mean.to(ref), self.z_std.to(ref))
 
 
+def stack_videos(videos: list[np.ndarray]) -> torch.Tensor:
+    """uint8 [T, H, W, 3] videos -> one uint8 tensor [B, T, 3, H, W] (a view; `.contiguous()` to store it)."""
+    return torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3)
+
+
 def videos_to_pixels(videos: list[np.ndarray]) -> torch.Tensor:
     """uint8 [T, H, W, 3] videos -> float [B, T, 3, H, W] in [0, 1] (what the reward model reads)."""
-    return torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3).float() / 255
+    return stack_videos(videos).float() / 255
 
 
 @torch.no_grad()
