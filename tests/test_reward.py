@@ -167,7 +167,26 @@ def test_ta_negatives_never_depict_held_out_combinations():
                             v if attribute == "direction" else d, b) in held for v in ("red", "green", "blue",
                             "yellow", "circle", "square", "triangle", "left", "right", "up", "down")), (attrs, family)
     assert safe_families("vq", train[0], allowed) == list(DEGRADATIONS["vq"])
-    assert safe_families("ta", parse_prompt("a blue circle moving right on a white background"), allowed) == []
+    # every other colour, shape or direction of this prompt is held out; a wrong speed word never is (no combo part)
+    assert safe_families("ta", parse_prompt("a blue circle moving right on a white background"), allowed) == [
+        "wrong_speed"]
+
+
+def test_excluded_families_are_never_drawn_for_training():
+    def drawn(exclude: tuple[str, ...]) -> set[str]:
+        return {f for step in range(6) for f in batch_for_step(0, step, 8, (0.3, 1.0), exclude_families=exclude)
+                .families["ta"]}
+
+    assert "wrong_speed" in drawn(())
+    assert "wrong_speed" not in drawn(("wrong_speed",)) and {"wrong_colour", "wrong_direction"} <= drawn(
+        ("wrong_speed",))
+
+
+def test_unknown_excluded_family_is_a_one_line_error(tmp_path):
+    cfg = tiny_train_config(2)
+    cfg["train"]["exclude_families"] = ["wrong_sped"]
+    with pytest.raises(ValueError, match="wrong_sped.*no degradation family"):
+        train_reward(cfg, tmp_path / "r")
 
 
 def tiny_train_config(steps: int) -> dict:

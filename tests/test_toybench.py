@@ -28,7 +28,8 @@ AXES = ("vq", "mq", "ta")
 CHECKS = ("colour_ok", "shape_ok", "direction_ok", "speed_ok", "background_ok", "coherent")
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 FAMILIES = [(axis, name) for axis, fns in DEGRADATIONS.items() for name in fns]
-TA_CHECK = {"wrong_colour": "colour_ok", "wrong_shape": "shape_ok", "wrong_direction": "direction_ok"}
+TA_CHECK = {"wrong_colour": "colour_ok", "wrong_shape": "shape_ok", "wrong_direction": "direction_ok",
+            "wrong_speed": "speed_ok"}
 
 
 def _apply(axis: str, name: str, video: torch.Tensor, spec, strength: float, seed: int) -> torch.Tensor:

@@ -25,6 +25,7 @@ SHORT_NAMES = {
     "toy-dmd": "toy-dmd.safetensors",
     "toy-stream-r1": "toy-stream-r1.safetensors",
     "toy-reward": "toy-reward.safetensors",
+    "toy-reward-speed": "toy-reward-speed.safetensors",  # toy-reward fine-tuned with wrong_speed pairs (session 6)
 }
 GENERATORS = ("toy-teacher", "toy-ode-init", "toy-dmd", "toy-stream-r1")  # the short names that are DiTs
 DIT_FORMAT = "stream-r1-dit"

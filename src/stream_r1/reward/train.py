@@ -113,13 +113,15 @@ def make_pairs(
     cycle_families: bool = False,
     graded: bool = False,
     family_weights: dict[str, float] | None = None,
+    exclude_families: tuple[str, ...] = (),
 ) -> PairBatch:
     """Render clean videos and degraded copies; families are drawn at random or cycled (for balanced eval).
 
     `allowed` (training) restricts wrong prompts and TA families to those that stay within these combinations;
-    `family_weights` (default 1 each) oversamples hard families. With `graded`, each corruption draw is also
-    rendered at a second, higher strength (degradations grow monotonically with strength for a fixed draw),
-    which gives "mild beats strong" pairs.
+    `family_weights` (default 1 each) oversamples hard families; `exclude_families` never draws these (a reward
+    trained before a family existed is reproduced by excluding it; cycled evaluation pairs use every family).
+    With `graded`, each corruption draw is also rendered at a second, higher strength (degradations grow
+    monotonically with strength for a fixed draw), which gives "mild beats strong" pairs.
     """
     specs = [sample_spec(a, gen) for a in attrs]
     clean = [render_spec(s) for s in specs]
@@ -128,7 +130,7 @@ def make_pairs(
         if cycle_families:
             names = list(DEGRADATIONS[axis])
             return names[i % len(names)]
-        names = safe_families(axis, attrs[i], allowed)
+        names = [n for n in safe_families(axis, attrs[i], allowed) if n not in exclude_families]
         return _pick_weighted(names, family_weights or {}, gen) if names else None
 
     return corrupted_pairs(attrs, specs, clean, pick_family, gen, strength, allowed, graded)
@@ -184,13 +186,13 @@ def corrupted_pairs(
 
 
 def batch_for_step(seed: int, step: int, pairs: int, strength: tuple[float, float], graded: bool = False,
-                   family_weights: dict[str, float] | None = None) -> PairBatch:
+                   family_weights: dict[str, float] | None = None, exclude_families: tuple[str, ...] = ()) -> PairBatch:
     """The training pairs of one step, a pure function of (seed, step)."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
     train = split_prompts("train")
     idx = torch.randint(len(train), (pairs,), generator=gen).tolist()
     return make_pairs([train[i] for i in idx], gen, strength, allowed={p.combo for p in train}, graded=graded,
-                      family_weights=family_weights)
+                      family_weights=family_weights, exclude_families=exclude_families)
 
 
 def pair_margins(model: ToyRewardModel, batch: PairBatch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -232,12 +234,13 @@ def raw_in_chunks(model: ToyRewardModel, videos: torch.Tensor, prompts: list[str
 
 
 @torch.no_grad()
-def fit_statistics(model: ToyRewardModel, seed: int, videos: int) -> tuple[dict[str, float], dict[str, float]]:
+def fit_statistics(model: ToyRewardModel, seed: int, videos: int,
+                   exclude_families: tuple[str, ...] = ()) -> tuple[dict[str, float], dict[str, float]]:
     """Per-axis mean/std of raw scores over a fixed mix of clean and degraded training-split videos."""
     gen = torch.Generator().manual_seed(seed)
     train = split_prompts("train")
     attrs = [train[i] for i in torch.randint(len(train), (videos,), generator=gen).tolist()]
-    batch = make_pairs(attrs, gen, (0.0, 1.0))
+    batch = make_pairs(attrs, gen, (0.0, 1.0), exclude_families=exclude_families)
     pool = torch.cat([batch.clean, *(batch.degraded[a] for a in AXES)])
     raw = raw_in_chunks(model, pool, batch.prompts * (len(AXES) + 1))
     return {a: float(raw[a].mean()) for a in AXES}, {a: float(raw[a].std().clamp_min(1e-6)) for a in AXES}
@@ -327,6 +330,11 @@ def train_reward(config: dict, out: Path, resume: bool = False) -> Path:
         step = load_training_state(ckpt, {"model": model}, {"optimizer": opt})["step"]
         log.info("resumed from %s at step %d", ckpt, step)
     strength = tuple(tcfg["strength"])
+    excluded = tuple(tcfg.get("exclude_families", ()))
+    known = {name for families in DEGRADATIONS.values() for name in families}
+    if set(excluded) - known:
+        raise ValueError(f"train.exclude_families names {sorted(set(excluded) - known)}, which is no degradation "
+                         f"family; choose from {sorted(known)}")
     writer = SummaryWriter(str(out / "tb"))
     total = tcfg["steps"]
     bar = tqdm(total=total, initial=step, desc="train reward", dynamic_ncols=True)
@@ -340,7 +348,7 @@ def train_reward(config: dict, out: Path, resume: bool = False) -> Path:
         for g in opt.param_groups:
             g["lr"] = lr
         batch = batch_for_step(tcfg["seed"], step, tcfg["pairs_per_step"], strength, graded,
-                               tcfg.get("family_weights"))
+                               tcfg.get("family_weights"), excluded)
         if anchors:  # student-anchored pairs (reward/anchors.py), from their own (seed, step) stream
             gen = torch.Generator().manual_seed(anchors["seed"] * 1_000_003 + step)
             if anchors.get("per_step"):
@@ -382,7 +390,7 @@ def train_reward(config: dict, out: Path, resume: bool = False) -> Path:
             save_training_state(out, step, {"model": model}, {"optimizer": opt}, {})
     bar.close()
     model.eval()
-    mean, std = fit_statistics(model, tcfg["stats_seed"], tcfg["stats_videos"])
+    mean, std = fit_statistics(model, tcfg["stats_seed"], tcfg["stats_videos"], excluded)
     model.set_statistics(mean, std)
     strength_eval = tuple(tcfg["eval_strength"])
     heldout = evaluate_pairs(model, "heldout", tcfg["eval_seed"], tcfg["eval_pairs"], strength_eval)

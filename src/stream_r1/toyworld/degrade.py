@@ -3,8 +3,8 @@
 Three families, one per ToyBench axis (DESIGN.md §4):
 - visual quality (``vq``): ``blur``, ``noise``, ``blocking`` act on pixels and keep the motion;
 - motion quality (``mq``): ``jitter``, ``teleport``, ``flicker``, ``freeze`` act on time and keep each frame crisp;
-- text alignment (``ta``): ``wrong_colour``, ``wrong_shape``, ``wrong_direction`` re-render the video's
-  ``VideoSpec`` with one attribute moved away from the prompt, and keep the video clean and smooth.
+- text alignment (``ta``): ``wrong_colour``, ``wrong_shape``, ``wrong_direction``, ``wrong_speed`` re-render the
+  video's ``VideoSpec`` with one attribute moved away from the prompt, and keep the video clean and smooth.
 
 VQ/MQ functions are ``fn(video [T, 3, H, W] in [0, 1], strength in [0, 1], generator) -> video``; TA functions
 are ``fn(spec, strength, generator) -> video``. Strength 0 returns the clean video. Every function draws the same
@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .prompts import BACKGROUNDS, COLOURS, SHAPES
+from .prompts import BACKGROUNDS, COLOURS, SHAPES, SPEEDS
 from .render import SUPERSAMPLE, VideoSpec, render_spec, shape_coverage
 
 BLUR_MAX_SIGMA = 1.5  # Gaussian sigma (px) at strength 1: a 7 px shape loses its corners and edges
@@ -283,9 +283,31 @@ def wrong_direction(spec: VideoSpec, strength: float, generator: torch.Generator
     )
 
 
+def wrong_speed(spec: VideoSpec, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """The speed moves linearly from the prompt's speed word to a random other one (1 = the other word's speed).
+
+    Direction and midpoint stay, so only the speed word is wrong. Added in session 6: the toy reward trained without
+    it scores a too-fast video as well aligned as a right one (docs/results.md), and Stream-R1 followed that.
+    """
+    s = _check_strength(strength)
+    target = _choice([w for w in SPEEDS if w != spec.attrs.speed], generator)
+    if s == 0:
+        return render_spec(spec)
+    own = SPEEDS[spec.attrs.speed]
+    scale = (own + s * (SPEEDS[target] - own)) / own
+    vx, vy = spec.velocity
+    t = torch.arange(spec.num_frames, dtype=torch.float64) - (spec.num_frames - 1) / 2
+    positions = torch.stack([spec.centre[0] + scale * vx * t, spec.centre[1] + scale * vy * t], dim=1)
+    shape, radius = spec.attrs.shape, spec.radius
+    return _render(
+        spec, lambda dx, dy: shape_coverage(shape, dx, dy, 0.0, 0.0, radius), COLOURS[spec.attrs.colour], positions
+    )
+
+
 DEGRADATIONS: dict[str, dict[str, VideoFn | SpecFn]] = {
     "vq": {"blur": blur, "noise": noise, "blocking": blocking},
     "mq": {"jitter": jitter, "teleport": teleport, "flicker": flicker, "freeze": freeze},
-    "ta": {"wrong_colour": wrong_colour, "wrong_shape": wrong_shape, "wrong_direction": wrong_direction},
+    "ta": {"wrong_colour": wrong_colour, "wrong_shape": wrong_shape, "wrong_direction": wrong_direction,
+           "wrong_speed": wrong_speed},
 }
 """Every family by the ToyBench axis it targets; ``ta`` functions take a VideoSpec instead of a video."""
