@@ -294,6 +294,22 @@ def test_reward_reliability_ranks_a_generators_videos(tmp_path):
     assert set(rho) == set(AXES) and all(-1.0 <= v <= 1.0 for v in rho.values())
 
 
+@pytest.mark.skipif(not (WEIGHTS_DIR / "toy-reward-speed.safetensors").exists(), reason="toy-reward-speed not built")
+def test_speed_probe_renders_its_speeds_and_the_speed_aware_reward_peaks_at_the_prompts(tmp_path, capsys):
+    from stream_r1.cli import main
+
+    out = tmp_path / "speed.json"
+    main(["reward-speed", "--reward", "toy-reward-speed", "--split", "heldout", "--scales", "0.7", "1", "1.4",
+          "--out", str(out)])
+    result = json.loads(out.read_text())
+    right = result["toybench_ta_speed"]  # the oracle reads the speed word right only at k = 1
+    assert right[1] > 0.95 and right[0] < 0.7 and right[2] < 0.7
+    ta = result["mean_z"]["toy-reward-speed"]["ta"]
+    assert ta[1] > ta[0] + 0.1 and ta[1] > ta[2] + 0.1
+    assert main(["reward-speed", "--reward", "toy-reward-speed", "--scales", "0"]) == 2
+    assert "speed multiples above 0" in capsys.readouterr().err
+
+
 def test_preference_pairs_put_the_preferred_video_first_on_every_head():
     from stream_r1.reward.anchors import concat_pairs, preference_pairs
 

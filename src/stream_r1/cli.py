@@ -107,6 +107,24 @@ def cmd_reward_reliability(args: argparse.Namespace) -> None:
         Path(args.out).write_text(json.dumps(result, indent=1))
 
 
+def cmd_reward_speed(args: argparse.Namespace) -> None:
+    import json
+
+    from .reward.reliability import speed_response
+
+    result = speed_response(args.reward, args.scales, args.split, args.seed)
+    print(f"Mean z-score per head on {result['videos']} ground-truth videos ({args.split} split) moving at k x the "
+          "prompt's speed\n")
+    names = list(result["mean_z"])
+    print("| k | ToyBench speed | " + " | ".join(f"{n} {a.upper()}" for n in names for a in ("mq", "ta")) + " |")
+    print("|---" * (2 + 2 * len(names)) + "|")
+    for i, k in enumerate(result["scales"]):
+        cells = [f"{result['mean_z'][n][a][i]:+.3f}" for n in names for a in ("mq", "ta")]
+        print(f"| {k:g} | {result['toybench_ta_speed'][i]:.3f} | " + " | ".join(cells) + " |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+
 def cmd_diagnose(args: argparse.Namespace) -> None:
     import json
 
@@ -237,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", help="write the result as JSON here")
     p.set_defaults(func=cmd_reward_reliability)
+
+    p = sub.add_parser("reward-speed", help="each toy reward head's score on ground truth moving k times its "
+                       "prompt's speed (does TA peak at the right speed?)")
+    p.add_argument("--reward", action="append", required=True, help="a toy reward model; repeat to compare")
+    p.add_argument("--scales", type=float, nargs="+", default=[0.6, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4])
+    p.add_argument("--split", default="train", choices=["heldout", "train"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the videos' placements")
+    p.add_argument("--out", help="write the result as JSON here")
+    p.set_defaults(func=cmd_reward_speed)
 
     p = sub.add_parser("diagnose", help="where in the stream motion breaks and where Stream-R1's temporal "
                        "weights land, per frame")

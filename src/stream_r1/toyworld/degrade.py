@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -294,14 +295,7 @@ def wrong_speed(spec: VideoSpec, strength: float, generator: torch.Generator) ->
     if s == 0:
         return render_spec(spec)
     own = SPEEDS[spec.attrs.speed]
-    scale = (own + s * (SPEEDS[target] - own)) / own
-    vx, vy = spec.velocity
-    t = torch.arange(spec.num_frames, dtype=torch.float64) - (spec.num_frames - 1) / 2
-    positions = torch.stack([spec.centre[0] + scale * vx * t, spec.centre[1] + scale * vy * t], dim=1)
-    shape, radius = spec.attrs.shape, spec.radius
-    return _render(
-        spec, lambda dx, dy: shape_coverage(shape, dx, dy, 0.0, 0.0, radius), COLOURS[spec.attrs.colour], positions
-    )
+    return render_spec(replace(spec, speed_scale=(own + s * (SPEEDS[target] - own)) / own))
 
 
 DEGRADATIONS: dict[str, dict[str, VideoFn | SpecFn]] = {

@@ -29,11 +29,12 @@ class VideoSpec:
     radius: float = OBJECT_RADIUS
     num_frames: int = NUM_FRAMES
     size: int = FRAME_SIZE
+    speed_scale: float = 1.0  # the object moves at this multiple of its speed word's speed (degradations, probes)
 
     @property
     def velocity(self) -> tuple[float, float]:
         dx, dy = DIRECTIONS[self.attrs.direction]
-        speed = SPEEDS[self.attrs.speed]
+        speed = SPEEDS[self.attrs.speed] * self.speed_scale
         return (dx * speed, dy * speed)
 
     def positions(self) -> torch.Tensor:
