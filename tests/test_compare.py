@@ -167,8 +167,15 @@ def test_tiny_compare_end_to_end_then_resume_skips_finished_runs(tiny_world, tmp
     assert vs["mean"] == pytest.approx(sum(diffs) / 2)
     assert vs["half_width"] == pytest.approx(12.7062 * abs(diffs[0] - diffs[1]) / 2, rel=1e-4, abs=1e-12)
     assert res["rows"]["dmd"]["vs_baseline"] == {}
+    # sub-scores are paired the same way, from each run's ToyBench detail
+    sub = {s: row[s]["subscores"]["ta_speed"] - base[s]["subscores"]["ta_speed"] for s in ("0", "1")}
+    assert res["rows"]["stream-r1"]["subscores_vs_baseline"]["ta_speed"]["mean"] == pytest.approx(sum(sub.values()) / 2)
+    assert {"vq_sharpness", "mq_freeze", "ta_speed"} <= set(res["rows"]["stream-r1"]["subscores_vs_baseline"])
+    assert not any(k.endswith("_ok") for k in row["0"]["subscores"])  # checks and counts are not sub-scores
     md = (out / "results.md").read_text()
-    for section in ("## Verdict", "## Paired difference against dmd", "## Reward hacking check", "## Config",
+    assert "| ta_speed |" in md
+    for section in ("## Verdict", "## Paired difference against dmd", "## Where the differences sit",
+                    "## Reward hacking check", "## Config",
                     "## Inference cost", res["commit"].split()[0]):
         assert section in md
     assert all((out / f).stat().st_size > 0 for f in ("bars.png", "curves.png", "strip.png"))

@@ -25,6 +25,7 @@ METRICS = {  # key -> column title
     "toybench/vq": "ToyBench VQ", "toybench/mq": "ToyBench MQ", "toybench/ta": "ToyBench TA",
     "toybench/total": "ToyBench total", "reward/vq": "reward VQ", "reward/mq": "reward MQ", "reward/ta": "reward TA",
 }
+SUBSCORE_PREFIXES = ("vq_", "mq_", "ta_")  # ToyBench detail keys that are sub-scores (the rest are checks, counts)
 NEGLIGIBLE = 1e-6  # differences within ±1e-6 are float rounding (scores live in [0, 1] or are z-scores), not effects
 CURVES = (  # (key, file in the run dir, what it is); the held-out lines come from the same 16 videos per point
     ("reward/vq", "metrics.jsonl", "rollouts' reward (z)"), ("reward/mq", "metrics.jsonl", "rollouts' reward (z)"),
@@ -82,7 +83,8 @@ def collect(s, jobs, reused: set[str]) -> dict:
         ev = json.loads(path.read_text())
         values = {f"toybench/{k}": v for k, v in ev["toybench"].items()}
         values.update({f"reward/{a}": v for a, v in ev["reward"].items()})
-        rec = {"values": values, "videos": ev["videos"], "eval_seconds": ev.get("eval_seconds"),
+        detail = {k: v for k, v in ev.get("toybench_detail", {}).items() if k.startswith(SUBSCORE_PREFIXES)}
+        rec = {"values": values, "subscores": detail, "videos": ev["videos"], "eval_seconds": ev.get("eval_seconds"),
                "run_dir": job.run_dir, "reused": job.label in reused}
         if job.config is not None:
             sec = train_seconds(Path(job.run_dir), job.config["train"]["steps"])
@@ -117,6 +119,22 @@ def analyse(s, rows: dict) -> None:
             if set(a) & set(b):
                 iv = paired_difference(a, b, s.confidence)
                 entry["vs_baseline"][key] = {**iv.as_dict(), "sign": iv.sign(NEGLIGIBLE)}
+        entry["subscores_vs_baseline"] = {}
+        for key in subscore_keys(rows):
+            a = {k: v["subscores"][key] for k, v in seeds.items() if key in v.get("subscores", {})}
+            b = {k: v["subscores"][key] for k, v in base.items() if key in v.get("subscores", {})}
+            if set(a) & set(b):
+                iv = paired_difference(a, b, s.confidence)
+                entry["subscores_vs_baseline"][key] = {**iv.as_dict(), "sign": iv.sign(NEGLIGIBLE)}
+
+
+def subscore_keys(rows: dict) -> list[str]:
+    """ToyBench's sub-scores (e.g. `mq_freeze`, `ta_speed`) found in any evaluation, in ToyBench's order."""
+    keys: dict[str, None] = {}
+    for entry in rows.values():
+        for rec in entry["seeds"].values():
+            keys.update(dict.fromkeys(rec.get("subscores", {})))
+    return list(keys)
 
 
 def as_interval(d: dict) -> Interval:
@@ -204,6 +222,25 @@ def paired_table(s, rows: dict) -> str:
             text = fmt(as_interval(vs[k]), signed=True) + marks[vs[k]["sign"]]
             cells.append(f"**{text}**" if vs[k]["sign"] > 0 else text)
         lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def subscore_table(s, rows: dict) -> str:
+    """Per ToyBench sub-score: the baseline's mean and each row's paired difference (where an axis moves, and why)."""
+    others = [r for r in s.rows if r.name != s.baseline and rows[r.name].get("subscores_vs_baseline")]
+    base = rows[s.baseline]["seeds"]
+    if not others or not base:
+        return "(no paired rows yet)"
+    marks = {1: " ▲", -1: " ▼", 0: ""}
+    lines = ["| sub-score | " + s.baseline + " | " + " | ".join(f"Δ {r.name}" for r in others) + " |",
+             "|---|---|" + "---|" * len(others)]
+    for key in subscore_keys(rows):
+        vals = [v["subscores"][key] for v in base.values() if key in v.get("subscores", {})]
+        cells = []
+        for r in others:
+            d = rows[r.name]["subscores_vs_baseline"].get(key)
+            cells.append(fmt(as_interval(d), signed=True) + marks[d["sign"]] if d else "—")
+        lines.append(f"| {key} | {sum(vals) / len(vals):.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -453,6 +490,9 @@ def write_report(s, raw: dict, out: Path, jobs, reused: set[str], speed: dict, s
            "train min: wall time of each run's `distill` call on one core (model loading and in-run monitoring "
            "included; scaled up to all steps if a segment was lost to a kill). FPS: see Inference cost.", "",
            f"## Paired difference against {s.baseline} (mean ± {pct}% CI over seeds)", "", paired_table(s, rows), "",
+           "## Where the differences sit: ToyBench sub-scores", "",
+           f"Each axis is the mean of its sub-scores (docs/method.md §4); {s.baseline}'s mean, then each row's paired "
+           "difference. A row that moves an axis moves one or two of these.", "", subscore_table(s, rows), "",
            "## Reward hacking check", "",
            "Where a row's reward-model score rises against the baseline on an axis, does ToyBench agree?", "",
            *hack_lines, "", hack_summary, "",
