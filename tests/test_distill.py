@@ -196,3 +196,15 @@ def test_resume_restores_the_balancer_window(tiny_teacher, tmp_path):
     assert len(again.reweighter.balancer.history) == 5
     assert all(torch.equal(a, b) for a, b in zip(history, again.reweighter.balancer.history, strict=True))
     assert again.reweighter.balancer.lambdas() == d.reweighter.balancer.lambdas()
+
+
+def test_prompt_repeats_fill_neighbouring_slots_and_one_repeat_keeps_the_draw(tiny_teacher, tmp_path):
+    plain = Distiller(tiny_distill_config(tiny_teacher), tmp_path / "a")
+    once = Distiller(tiny_distill_config(tiny_teacher, prompt_repeats=1), tmp_path / "b")
+    twice = Distiller(tiny_distill_config(tiny_teacher, prompt_repeats=2), tmp_path / "c")
+    for step in range(3):
+        assert once.step_prompts(step) == plain.step_prompts(step)  # the DMD baseline's batches are unchanged
+        prompts, _ = twice.step_prompts(step)
+        assert len(prompts) == 4 and prompts[0] == prompts[1] and prompts[2] == prompts[3]
+    with pytest.raises(ValueError, match="prompt_repeats=3 must be a positive divisor of micro_batch_size 4"):
+        Distiller(tiny_distill_config(tiny_teacher, prompt_repeats=3), tmp_path / "d")

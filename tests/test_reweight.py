@@ -12,6 +12,7 @@ from stream_r1.reweight import (
     StreamR1Reweighter,
     fusion_weights,
     inter_weights,
+    inter_weights_by_prompt,
     intra_weights,
     minmax,
     spatial_weights,
@@ -164,3 +165,18 @@ def test_settings_validation():
         ReweightSettings.from_dict({"inter_axes": ["smell"]})
     with pytest.raises(ValueError, match="unknown"):
         ReweightSettings.from_dict({"betta": 2})
+
+
+def test_inter_weights_by_prompt_compare_rollouts_of_one_prompt_only():
+    prompts = ["a", "a", "b", "b", "b", "c"]
+    r = torch.tensor([0.0, 1.0, -2.0, -1.0, -1.5, 5.0])
+    w = inter_weights_by_prompt(r, prompts, beta=2.0)
+    assert w[:2].mean() == pytest.approx(1.0) and w[2:5].mean() == pytest.approx(1.0) and w[5] == 1.0
+    assert w[1] > w[0] and w[3] > w[4] > w[2]  # within a prompt the better rollout still weighs more
+    assert torch.allclose(w[:2], inter_weights(r[:2], 2.0, "self_normalized"))
+    shifted = r.clone()
+    shifted[2:5] += 4.0  # a prompt whose rollouts all score higher: the batch-wide weights move, these do not
+    assert torch.allclose(inter_weights_by_prompt(shifted, prompts, 2.0), w)
+    assert not torch.allclose(inter_weights(shifted, 2.0, "self_normalized"), inter_weights(r, 2.0, "self_normalized"))
+    with pytest.raises(ValueError, match="inter_scope=prompt.*self_normalized"):
+        ReweightSettings.from_dict({"inter_scope": "prompt", "weight_mode": "clamp"})

@@ -37,6 +37,7 @@ class ReweightSettings:
     inter_axes: list[str] = field(default_factory=lambda: list(AXES))  # ["mq"] = Reward Forcing style
     beta: float = 2.0
     weight_mode: str = "self_normalized"  # "faithful" | "clamp" | "self_normalized"
+    inter_scope: str = "batch"  # "batch" (as specified) | "prompt": self-normalise among rollouts of one prompt
     reward_clip: float = 3.0  # |r| bound of the "clamp" mode
     max_exponent: float = 30.0  # the only guard of the "faithful" mode: exp never overflows float32
     fusion_temperature: float = 1.0
@@ -52,10 +53,14 @@ class ReweightSettings:
     def from_dict(cls, d: dict) -> ReweightSettings:
         s = from_section(cls, d, "reweight")
         choices = {"balance": ("none", "global_penalty", "per_axis"),
-                   "weight_mode": ("faithful", "clamp", "self_normalized"), "axis_norm": ("none", "mean")}
+                   "weight_mode": ("faithful", "clamp", "self_normalized"), "axis_norm": ("none", "mean"),
+                   "inter_scope": ("batch", "prompt")}
         for key, allowed in choices.items():
             if getattr(s, key) not in allowed:
                 raise ValueError(f"reweight.{key}={getattr(s, key)!r}; choose one of {allowed}")
+        if s.inter_scope == "prompt" and s.weight_mode != "self_normalized":
+            raise ValueError("reweight.inter_scope=prompt compares rollouts of one prompt, which only the "
+                             "self_normalized weight_mode does; set weight_mode: self_normalized")
         bad = [a for a in s.inter_axes if a not in AXES]
         if bad or not s.inter_axes:
             raise ValueError(f"reweight.inter_axes={s.inter_axes}; use a non-empty subset of {AXES}")
@@ -93,6 +98,20 @@ def inter_weights(r: torch.Tensor, beta: float, mode: str, reward_clip: float = 
         w[valid] = torch.softmax(beta * rv.clamp(-1e6, 1e6), dim=0) * valid.sum()
     else:
         raise ValueError(f"unknown weight mode {mode!r}")
+    return w
+
+
+def inter_weights_by_prompt(r: torch.Tensor, prompts: list[str], beta: float) -> torch.Tensor:
+    """Self-normalised w = n·softmax(β·r) within each group of rollouts that share a prompt (method.md §3.2 note).
+
+    A reward also differs between prompts (a class the student finds hard scores low everywhere); normalising
+    across the batch then starves that class of DMD gradient. Within a prompt only the rollouts' quality counts.
+    A prompt rolled out once gets weight 1.
+    """
+    w = torch.ones_like(r.detach().float())
+    for text in dict.fromkeys(prompts):
+        idx = torch.tensor([i for i, p in enumerate(prompts) if p == text])
+        w[idx] = inter_weights(r[idx], beta, "self_normalized")
     return w
 
 
@@ -254,7 +273,8 @@ class StreamR1Reweighter:
             lambdas = self.balancer.lambdas()
             r = combine_axes(scores, lambdas) - self.balancer.global_penalty()
             r = torch.where(valid, r, torch.full_like(r, math.nan))
-            w_inter = inter_weights(r, s.beta, s.weight_mode, s.reward_clip, s.max_exponent)
+            w_inter = (inter_weights_by_prompt(r, prompts, s.beta) if s.inter_scope == "prompt" else
+                       inter_weights(r, s.beta, s.weight_mode, s.reward_clip, s.max_exponent))
             logs.update({f"balance/lambda_{a}": v for a, v in lambdas.items()})
             logs["balance/global_penalty"] = self.balancer.global_penalty()
             logs.update({"inter/w_mean": float(w_inter.mean()), "inter/w_max": float(w_inter.max()),

@@ -290,6 +290,9 @@ class DistributedDistiller(Distiller):
         if local % m:
             raise ValueError(f"{local} samples per rank (batch_size {b} over {w} ranks) is not a multiple of "
                              f"train.micro_batch_size={m}; pick a divisor of {local}")
+        if m % self.s.prompt_repeats:
+            raise ValueError(f"train.prompt_repeats={self.s.prompt_repeats} does not divide the {m}-sample "
+                             "micro-batch of each rank; a prompt's rollouts must share one")
         return local
 
     def micro_batches(self) -> list[range]:

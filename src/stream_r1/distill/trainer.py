@@ -59,12 +59,16 @@ class DistillSettings:
     checkpoint_every: int = 50
     eval_every: int = 100
     eval_videos: int = 16
+    prompt_repeats: int = 1  # each drawn prompt is rolled out this many times (with its own noise) in a step
 
     @classmethod
     def from_dict(cls, d: dict) -> DistillSettings:
         s = from_section(cls, d, "train")
         if s.batch_size % s.micro_batch_size:
             raise ValueError(f"batch_size {s.batch_size} must be a multiple of micro_batch_size {s.micro_batch_size}")
+        if s.prompt_repeats < 1 or s.micro_batch_size % s.prompt_repeats:
+            raise ValueError(f"train.prompt_repeats={s.prompt_repeats} must be a positive divisor of "
+                             f"micro_batch_size {s.micro_batch_size}, so a prompt's rollouts share a micro-batch")
         s.betas = tuple(s.betas)
         return s
 
@@ -129,9 +133,13 @@ class Distiller:
         return negative(n) if negative is not None else self.text([""] * n)
 
     def step_prompts(self, step: int) -> tuple[list[str], int]:
-        """The global batch's prompts and the rollout's exit step, agreed for the whole step."""
+        """The global batch's prompts and the rollout's exit step, agreed for the whole step.
+
+        With `prompt_repeats` R, B/R prompts are drawn and each fills R neighbouring slots (one micro-batch).
+        """
         g = torch.Generator().manual_seed(self.s.seed * 1_000_003 + step)
-        idx = torch.randint(len(self.prompts), (self.s.batch_size,), generator=g)
+        r = self.s.prompt_repeats
+        idx = torch.randint(len(self.prompts), (self.s.batch_size // r,), generator=g).repeat_interleave(r)
         return [self.prompts[i] for i in idx], draw_exit_step(len(self.sigmas), g)
 
     def micro_batches(self) -> list[range]:
