@@ -180,3 +180,17 @@ def test_inter_weights_by_prompt_compare_rollouts_of_one_prompt_only():
     assert not torch.allclose(inter_weights(shifted, 2.0, "self_normalized"), inter_weights(r, 2.0, "self_normalized"))
     with pytest.raises(ValueError, match="inter_scope=prompt.*self_normalized"):
         ReweightSettings.from_dict({"inter_scope": "prompt", "weight_mode": "clamp"})
+
+
+def test_shuffled_weights_are_the_same_weights_dealt_to_other_rollouts():
+    torch.manual_seed(0)
+    latents = torch.rand(6, 3, 3, 16, 16) * 2 - 1
+    prompts = [f"p{i}" for i in range(6)]
+    plain = StreamR1Reweighter(quadratic_reward, lambda x: (x + 1) / 2, ReweightSettings(balance="none"))
+    shuffled = StreamR1Reweighter(quadratic_reward, lambda x: (x + 1) / 2,
+                                  ReweightSettings(balance="none", shuffle_weights=True))
+    w, big_w, _ = plain(latents, prompts, step=4)
+    ws, big_ws, _ = shuffled(latents, prompts, step=4)
+    perm = torch.randperm(6, generator=torch.Generator().manual_seed(4))
+    assert not torch.equal(perm, torch.arange(6))
+    assert torch.equal(ws, w[perm]) and torch.equal(big_ws, big_w[perm])

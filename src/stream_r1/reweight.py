@@ -38,6 +38,7 @@ class ReweightSettings:
     beta: float = 2.0
     weight_mode: str = "self_normalized"  # "faithful" | "clamp" | "self_normalized"
     inter_scope: str = "batch"  # "batch" (as specified) | "prompt": self-normalise among rollouts of one prompt
+    shuffle_weights: bool = False  # control: each rollout gets another rollout's w_inter and W_intra (no information)
     reward_clip: float = 3.0  # |r| bound of the "clamp" mode
     max_exponent: float = 30.0  # the only guard of the "faithful" mode: exp never overflows float32
     fusion_temperature: float = 1.0
@@ -294,4 +295,7 @@ class StreamR1Reweighter:
             logs["intra/w_max"] = float(w_intra.max())
             self.last.update(saliency=fused.detach(), w_intra=w_intra.detach(),
                              axis_frame_saliency=maps.mean(dim=(3, 4)).detach())  # [B, A, T]: `diagnose`
+        if s.shuffle_weights:  # the placebo control (method.md §3.5): same weights, dealt to the wrong rollouts
+            perm = torch.randperm(b, generator=torch.Generator().manual_seed(step))
+            w_inter, w_intra = w_inter[perm], w_intra[perm]
         return w_inter.to(latents.device), w_intra.to(latents.device), logs
