@@ -288,7 +288,7 @@ def wrong_speed(spec: VideoSpec, strength: float, generator: torch.Generator) ->
     """The speed moves linearly from the prompt's speed word to a random other one (1 = the other word's speed).
 
     Direction and midpoint stay, so only the speed word is wrong. Added in session 6: the toy reward trained without
-    it scores a too-fast video as well aligned as a right one (docs/results.md), and Stream-R1 followed that.
+    it scores a video 1.4x too fast as well aligned as a right one (docs/results.md, "Session 6").
     """
     s = _check_strength(strength)
     target = _choice([w for w in SPEEDS if w != spec.attrs.speed], generator)
