@@ -491,8 +491,9 @@ def write_report(s, raw: dict, out: Path, jobs, reused: set[str], speed: dict, s
            "included; scaled up to all steps if a segment was lost to a kill). FPS: see Inference cost.", "",
            f"## Paired difference against {s.baseline} (mean ± {pct}% CI over seeds)", "", paired_table(s, rows), "",
            "## Where the differences sit: ToyBench sub-scores", "",
-           f"Each axis is the mean of its sub-scores (docs/method.md §4); {s.baseline}'s mean, then each row's paired "
-           "difference. A row that moves an axis moves one or two of these.", "", subscore_table(s, rows), "",
+           f"Each ToyBench axis is the mean of its sub-scores (`toyworld/bench.py`); {s.baseline}'s mean, then "
+           "each row's paired difference. A row that moves an axis moves one or two of these.", "",
+           subscore_table(s, rows), "",
            "## Reward hacking check", "",
            "Where a row's reward-model score rises against the baseline on an axis, does ToyBench agree?", "",
            *hack_lines, "", hack_summary, "",

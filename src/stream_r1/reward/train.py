@@ -304,6 +304,11 @@ def train_reward(config: dict, out: Path, resume: bool = False) -> Path:
     """Train the toy reward model; writes out/reward.safetensors and out/metrics.json and returns the weights path."""
     out = Path(out)
     tcfg = config["train"]
+    excluded = tuple(tcfg.get("exclude_families", ()))
+    known = {name for families in DEGRADATIONS.values() for name in families}
+    if set(excluded) - known:  # checked before any model, anchor bank or checkpoint is touched
+        raise ValueError(f"train.exclude_families names {sorted(set(excluded) - known)}, which is no degradation "
+                         f"family; choose from {sorted(known)}")
     model_cfg = ToyRewardConfig.from_dict(config.get("model", {}))
     torch.manual_seed(tcfg["seed"])
     model = ToyRewardModel(model_cfg)
@@ -330,11 +335,6 @@ def train_reward(config: dict, out: Path, resume: bool = False) -> Path:
         step = load_training_state(ckpt, {"model": model}, {"optimizer": opt})["step"]
         log.info("resumed from %s at step %d", ckpt, step)
     strength = tuple(tcfg["strength"])
-    excluded = tuple(tcfg.get("exclude_families", ()))
-    known = {name for families in DEGRADATIONS.values() for name in families}
-    if set(excluded) - known:
-        raise ValueError(f"train.exclude_families names {sorted(set(excluded) - known)}, which is no degradation "
-                         f"family; choose from {sorted(known)}")
     writer = SummaryWriter(str(out / "tb"))
     total = tcfg["steps"]
     bar = tqdm(total=total, initial=step, desc="train reward", dynamic_ncols=True)
