@@ -194,3 +194,7 @@ def test_shuffled_weights_are_the_same_weights_dealt_to_other_rollouts():
     perm = torch.randperm(6, generator=torch.Generator().manual_seed(4))
     assert not torch.equal(perm, torch.arange(6))
     assert torch.equal(ws, w[perm]) and torch.equal(big_ws, big_w[perm])
+    only_intra = StreamR1Reweighter(quadratic_reward, lambda x: (x + 1) / 2,
+                                    ReweightSettings(balance="none", shuffle_weights=True, shuffle_which="intra"))
+    wi, big_wi, _ = only_intra(latents, prompts, step=4)
+    assert torch.equal(wi, w) and torch.equal(big_wi, big_w[perm])

@@ -39,6 +39,7 @@ class ReweightSettings:
     weight_mode: str = "self_normalized"  # "faithful" | "clamp" | "self_normalized"
     inter_scope: str = "batch"  # "batch" (as specified) | "prompt": self-normalise among rollouts of one prompt
     shuffle_weights: bool = False  # control: each rollout gets another rollout's w_inter and W_intra (no information)
+    shuffle_which: str = "both"  # with shuffle_weights: "both" | "inter" | "intra" (which weight is dealt wrongly)
     reward_clip: float = 3.0  # |r| bound of the "clamp" mode
     max_exponent: float = 30.0  # the only guard of the "faithful" mode: exp never overflows float32
     fusion_temperature: float = 1.0
@@ -55,7 +56,7 @@ class ReweightSettings:
         s = from_section(cls, d, "reweight")
         choices = {"balance": ("none", "global_penalty", "per_axis"),
                    "weight_mode": ("faithful", "clamp", "self_normalized"), "axis_norm": ("none", "mean"),
-                   "inter_scope": ("batch", "prompt")}
+                   "inter_scope": ("batch", "prompt"), "shuffle_which": ("both", "inter", "intra")}
         for key, allowed in choices.items():
             if getattr(s, key) not in allowed:
                 raise ValueError(f"reweight.{key}={getattr(s, key)!r}; choose one of {allowed}")
@@ -297,5 +298,8 @@ class StreamR1Reweighter:
                              axis_frame_saliency=maps.mean(dim=(3, 4)).detach())  # [B, A, T]: `diagnose`
         if s.shuffle_weights:  # the placebo control (method.md §3.5): same weights, dealt to the wrong rollouts
             perm = torch.randperm(b, generator=torch.Generator().manual_seed(step))
-            w_inter, w_intra = w_inter[perm], w_intra[perm]
+            if s.shuffle_which in ("both", "inter"):
+                w_inter = w_inter[perm]
+            if s.shuffle_which in ("both", "intra"):
+                w_intra = w_intra[perm]
         return w_inter.to(latents.device), w_intra.to(latents.device), logs
