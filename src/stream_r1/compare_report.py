@@ -100,6 +100,7 @@ def collect(s, jobs, reused: set[str]) -> dict:
 def analyse(s, rows: dict) -> None:
     """Add intervals over seeds and paired differences against the baseline (in place)."""
     base = rows[s.baseline]["seeds"]
+    subscores = subscore_keys(rows)
     for name, entry in rows.items():
         seeds = entry["seeds"]
         entry["metrics"] = {}
@@ -110,22 +111,22 @@ def analyse(s, rows: dict) -> None:
         minutes = [seeds[k]["train_minutes"] for k in sorted(seeds) if seeds[k].get("train_minutes") is not None]
         if minutes:
             entry["metrics"]["train_minutes"] = {**mean_ci(minutes, s.confidence).as_dict(), "values": minutes}
-        entry["vs_baseline"] = {}
+        entry["vs_baseline"], entry["subscores_vs_baseline"] = {}, {}
         if name == s.baseline or not seeds or not base:
             continue
         for key in METRICS:
-            a = {k: v["values"][key] for k, v in seeds.items()}
-            b = {k: v["values"][key] for k, v in base.items()}
-            if set(a) & set(b):
-                iv = paired_difference(a, b, s.confidence)
-                entry["vs_baseline"][key] = {**iv.as_dict(), "sign": iv.sign(NEGLIGIBLE)}
-        entry["subscores_vs_baseline"] = {}
-        for key in subscore_keys(rows):
-            a = {k: v["subscores"][key] for k, v in seeds.items() if key in v.get("subscores", {})}
-            b = {k: v["subscores"][key] for k, v in base.items() if key in v.get("subscores", {})}
-            if set(a) & set(b):
-                iv = paired_difference(a, b, s.confidence)
-                entry["subscores_vs_baseline"][key] = {**iv.as_dict(), "sign": iv.sign(NEGLIGIBLE)}
+            paired_into(entry["vs_baseline"], key, seeds, base, "values", s.confidence)
+        for key in subscores:
+            paired_into(entry["subscores_vs_baseline"], key, seeds, base, "subscores", s.confidence)
+
+
+def paired_into(out: dict, key: str, seeds: dict, base: dict, field: str, confidence: float) -> None:
+    """out[key] = the row's paired difference against the baseline over the seeds both have `key` in `field`."""
+    a = {k: v[field][key] for k, v in seeds.items() if key in v.get(field, {})}
+    b = {k: v[field][key] for k, v in base.items() if key in v.get(field, {})}
+    if set(a) & set(b):
+        iv = paired_difference(a, b, confidence)
+        out[key] = {**iv.as_dict(), "sign": iv.sign(NEGLIGIBLE)}
 
 
 def subscore_keys(rows: dict) -> list[str]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..evaluate import eval_prompts, generate_uint8
-from ..pipeline import VideoPipeline
+from ..pipeline import VideoPipeline, to_uint8
 from ..stats import spearman
 from ..toyworld.bench import score_video
 from ..toyworld.prompts import split_prompts
@@ -53,8 +53,7 @@ def speed_response(rewards: list[str], scales: list[float], split: str = "train"
                  "mean_z": {name: {a: [] for a in AXES} for name in rewards}}
     models = {name: load_toy_reward(name) for name in rewards}
     for k in scales:
-        videos = [(render_spec(replace(s, speed_scale=k)).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
-                  for s in specs]
+        videos = [to_uint8(render_spec(replace(s, speed_scale=k))).numpy() for s in specs]
         out["toybench_ta_speed"].append(float(np.mean([score_video(v, p).metrics["ta_speed"]
                                                        for v, p in zip(videos, prompts, strict=True)])))
         for name, model in models.items():
