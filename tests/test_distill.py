@@ -162,7 +162,7 @@ def test_reweighting_switched_off_gives_exactly_the_dmd_loss(tiny_teacher, tmp_p
 
 def test_every_generator_step_is_logged(tiny_teacher, tmp_path):
     """Generator-step scalars (loss, reward, inter weights) reach the logs even when log_every skips their step."""
-    from stream_r1.distill.trainer import distill
+    from stream_r1.distill.launch import distill
 
     config = tiny_distill_config(tiny_teacher, steps=4, generator_every=2, log_every=1000, checkpoint_every=1000)
     distill(config, tmp_path / "run", evaluator=lambda d, writer: None)

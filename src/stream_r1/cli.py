@@ -43,7 +43,7 @@ def cmd_ode_init(args: argparse.Namespace) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
-    from .distill.trainer import distill, dry_run
+    from .distill.launch import distill, dry_run
 
     config = load_config(args.config, args.set)
     if args.dry_run:

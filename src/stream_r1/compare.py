@@ -331,7 +331,7 @@ def run_job(job: Job) -> dict:
     if job.config is not None:
         steps = job.config["train"]["steps"]
         if student_step(Path(job.model)) != steps:
-            from .distill.trainer import distill
+            from .distill.launch import distill
 
             start_step, start = checkpoint_step(run_dir), time.perf_counter()
             with (run_dir / "train.log").open("a") as bar_log, contextlib.redirect_stderr(bar_log):

@@ -65,7 +65,7 @@ def run_demo(
     """Distil with Stream-R1, evaluate, write samples and the report; returns the report's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from .distill.trainer import distill
+    from .distill.launch import distill
 
     cfg = load_config(config, overrides or [])
     run_dir = out / "distill"

@@ -1,8 +1,8 @@
 """Multi-process distillation: torchrun process groups, FSDP2 sharding, DCP checkpoints (README: Several GPUs).
 
-Parallelism is applied from outside, as in torchtitan: `DistributedDistiller` builds the single-process
-`Distiller`, then shards every network with FSDP2 (`fully_shard`: each block, then the root) and keeps
-the losses untouched. Why the update equals the single-process one:
+Parallelism is applied from outside, as in torchtitan: `DistributedDistiller` is the single-process
+`Distiller` built on this rank's device mesh, whose `place` hands every network to `parallelize.py` (FSDP2
+`fully_shard`: each block, then the root), and keeps the losses untouched. Why the update equals the single-process one:
   - the global batch's prompts and the exit step come from `step_prompts` (seeded by (seed, step)), and
     every sample's noise from its own generator keyed by its global index, so a rank that takes some of
     the global indices draws exactly what one process would draw for them (`micro_batches`);
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import logging
 import os
 import tempfile
@@ -29,37 +28,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
-from ..config import from_section
 from ..dcp_state import is_sharded_checkpoint, load_full_state, load_sharded_state, save_sharded_state
 from ..reweight import AxisBalancer
 from ..train_state import latest_checkpoint
+from .parallelize import DistributedSettings
 from .trainer import Distiller, run_loop
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "bf16")
-BACKENDS = ("auto", "gloo", "nccl")
-
-
-@dataclass
-class DistributedSettings:
-    """The optional `distributed` section of a distillation config."""
-
-    mixed_precision: str = "fp32"  # "bf16": bf16 parameters and activations, fp32 gradient reductions
-    reshard_after_forward: bool = True  # free gathered parameters after each forward (ZeRO-3); False = ZeRO-2
-    backend: str = "auto"  # "auto": nccl on CUDA, gloo on the CPU
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> DistributedSettings:
-        s = from_section(cls, d or {}, "distributed")
-        if s.mixed_precision not in PRECISIONS:
-            raise ValueError(f"distributed.mixed_precision={s.mixed_precision!r}; choose one of {PRECISIONS}")
-        if s.backend not in BACKENDS:
-            raise ValueError(f"distributed.backend={s.backend!r}; choose one of {BACKENDS}")
-        return s
-
 
 # ---------------------------------------------------------------------------------------------
 # Process group
@@ -125,73 +101,6 @@ def wants_distributed(run_dir: Path, resume: bool) -> bool:
     return ckpt is not None and is_sharded_checkpoint(ckpt)
 
 
-# ---------------------------------------------------------------------------------------------
-# Sharding
-
-
-def precision_policy(precision: str, root: bool) -> MixedPrecisionPolicy:
-    """fp32: no casts. bf16: parameters gathered in bf16, gradients reduced in fp32, the root's outputs in fp32.
-
-    Forward inputs are not cast (timesteps and RoPE angles must stay fp32); matmuls run in bf16 through
-    autocast instead (see `autocast_forward`). Only the root casts its output: a block handing fp32 to the
-    next block would meet bf16 LayerNorm weights, which the CPU kernel refuses.
-    """
-    if precision == "fp32":
-        return MixedPrecisionPolicy()
-    return MixedPrecisionPolicy(torch.bfloat16, torch.float32, torch.float32 if root else None,
-                                cast_forward_inputs=False)
-
-
-def autocast_forward(module: nn.Module, device_type: str, dtype: torch.dtype) -> None:
-    """Run `module`'s forward under autocast; FSDP2's hooks (gather, cast) stay outside it."""
-    forward = module.forward
-
-    @functools.wraps(forward)
-    def wrapped(*args, **kwargs):
-        with torch.autocast(device_type, dtype=dtype):
-            return forward(*args, **kwargs)
-
-    module.forward = wrapped
-
-
-def shard_units(module: nn.Module) -> list[nn.Module]:
-    """The FSDP units below the root: the elements of each outermost ModuleList (the transformer blocks)."""
-    units: list[nn.Module] = []
-    inside: set[int] = set()  # ids of modules within a unit already taken
-    for sub in module.modules():
-        if isinstance(sub, nn.ModuleList) and id(sub) not in inside:
-            for m in sub:
-                if any(True for _ in m.parameters()):
-                    units.append(m)
-                    inside.update(id(x) for x in m.modules())
-    return units
-
-
-def shard(module: nn.Module, mesh: DeviceMesh, precision: str, reshard_after_forward: bool) -> nn.Module:
-    """fully_shard each block, then the root; gradients are summed, not averaged, across ranks."""
-    for unit in shard_units(module):
-        fully_shard(unit, mesh=mesh, mp_policy=precision_policy(precision, root=False),
-                    reshard_after_forward=reshard_after_forward)
-    fully_shard(module, mesh=mesh, mp_policy=precision_policy(precision, root=True),
-                reshard_after_forward=reshard_after_forward)
-    for m in module.modules():
-        if isinstance(m, FSDPModule):
-            m.set_gradient_divide_factor(1.0)
-            m.set_force_sum_reduction_for_comms(True)  # plain SUM: gloo has no PREMUL_SUM
-    if precision == "bf16":
-        autocast_forward(module, mesh.device_type, torch.bfloat16)
-    return module
-
-
-def repoint_optimizer(opt: torch.optim.Optimizer, old_names: dict[int, str], module: nn.Module) -> None:
-    """After fully_shard replaced a module's parameters, point a fresh optimizer at the sharded ones."""
-    if opt.state:
-        raise RuntimeError("repoint_optimizer needs an optimizer that has not stepped yet")
-    new = dict(module.named_parameters())
-    for group in opt.param_groups:
-        group["params"] = [new[old_names[id(p)]] for p in group["params"]]
-
-
 class SyncedAxisBalancer(AxisBalancer):
     """The balancer of method.md §3.6 fed every rank's micro-batch means, in one process's order.
 
@@ -224,19 +133,6 @@ class SyncedAxisBalancer(AxisBalancer):
         self.pending = []
 
 
-class _OnDevice:
-    """Moves a CPU text encoder's outputs to the training device."""
-
-    def __init__(self, encoder, device: torch.device) -> None:
-        self.encoder, self.device = encoder, device
-
-    def __call__(self, prompts: list[str]) -> torch.Tensor:
-        return self.encoder(prompts).to(self.device)
-
-    def __getattr__(self, name: str):
-        return getattr(self.encoder, name)
-
-
 # ---------------------------------------------------------------------------------------------
 # The trainer
 
@@ -248,35 +144,18 @@ class DistributedDistiller(Distiller):
     """The single-process `Distiller`, sharded over the ranks of `cluster` with FSDP2."""
 
     def __init__(self, config: dict, run_dir: Path, cluster: Cluster, reweighter=None, **kwargs) -> None:
-        super().__init__(config, run_dir, reweighter, **kwargs)
         self.cluster = cluster
-        self.ds = DistributedSettings.from_dict(config.get("distributed"))
+        super().__init__(config, run_dir, reweighter, device=cluster.device, mesh=cluster.mesh, **kwargs)
         self.local_batch = self.check_batch()
-        mesh, prec, rsf = cluster.mesh, self.ds.mixed_precision, self.ds.reshard_after_forward
-        self.ema_full = copy.deepcopy(self.ema) if cluster.is_main else None  # whole EMA, CPU, rank 0
-        names = {id(p): n for m in (self.generator, self.critic) for n, p in m.named_parameters()}
-        shard(self.generator, mesh, prec, rsf)
-        shard(self.critic, mesh, prec, rsf)
-        shard(self.ema, mesh, "fp32", rsf)  # never runs forward sharded; same shards as the generator
-        if prec == "bf16":
-            self.teacher.to(torch.bfloat16)  # frozen: stored in bf16 (half the memory)
-        shard(self.teacher, mesh, prec, rsf)
-        if isinstance(self.text, nn.Module) and any(True for _ in self.text.parameters()):
-            self.text.requires_grad_(False)
-            shard(self.text, mesh, prec, rsf)
-        repoint_optimizer(self.opt_g, names, self.generator)
-        repoint_optimizer(self.opt_c, names, self.critic)
-        if cluster.device.type != "cpu":  # FSDP2 moved the sharded networks; the rest follows
-            self.sigmas = self.sigmas.to(cluster.device)
-            if not isinstance(self.text, nn.Module):
-                self.text = _OnDevice(self.text, cluster.device)
-            for frozen in (self.codec, getattr(self.reweighter, "reward", None)):
-                if isinstance(frozen, nn.Module):
-                    frozen.to(cluster.device)
         if self.reweighter is not None and hasattr(self.reweighter, "balancer"):
             b = self.reweighter.balancer
             synced = SyncedAxisBalancer(b.axes, b.mode, b.history.maxlen, b.penalty, b.rate)
             self.reweighter.balancer = synced
+
+    def place(self, mesh=None) -> None:
+        """Keep a whole copy of the EMA on rank 0 (host memory) for evaluation and export, then shard everything."""
+        self.ema_full = copy.deepcopy(self.ema) if self.cluster.is_main else None
+        super().place(mesh)
 
     def check_batch(self) -> int:
         """This rank's share of the global batch; micro-batches are cut from it."""

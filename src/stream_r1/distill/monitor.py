@@ -40,7 +40,7 @@ def heldout_videos(d) -> tuple[list[np.ndarray], list[str]]:
     fpc = d.ema.cfg.frames_per_chunk
     chunks = list(stream_chunks(d.ema, shape[2] // fpc, (*shape[:2], fpc, *shape[3:]), d.sigmas,
                                 d.text(prompts), gens))
-    return [to_uint8(v).numpy() for v in d.codec.decode(torch.cat(chunks, dim=2))], prompts
+    return [to_uint8(v).cpu().numpy() for v in d.codec.decode(torch.cat(chunks, dim=2))], prompts
 
 
 @torch.no_grad()

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ..checkpoint import save_dit
 from ..config import from_section
+from ..device import resolve_device
 from ..diffusion.sampler import denoising_sigmas
 from ..ema import make_ema, update_ema
 from ..reweight import ReweightSettings, StreamR1Reweighter
@@ -30,6 +32,8 @@ from ..toyworld.render import NUM_FRAMES
 from ..train_state import latest_checkpoint, load_training_state, save_training_state
 from .components import build_components, build_reward, dry_run_config, family_of
 from .dmd import DMDSettings, critic_flow_loss, dmd_elementwise_loss, dmd_gradient
+from .lora import LoraSettings, add_lora, is_lora, merged
+from .parallelize import DistributedSettings, Plan, parallelize
 from .rollout import draw_exit_step, self_forcing_rollout
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,12 @@ class DistillSettings:
     eval_every: int = 100
     eval_videos: int = 16
     prompt_repeats: int = 1  # each drawn prompt is rolled out this many times (with its own noise) in a step
+    # Memory (distill/parallelize.py): checkpoint each block's activations ("full"), every N-th block
+    # ("every_n", N = activation_checkpointing_every) or none; torch.compile each block.
+    activation_checkpointing: str = "none"
+    activation_checkpointing_every: int = 1
+    compile: bool = False
+    lora: dict | None = None  # {rank, alpha, targets, base_dtype}: LoRA adapters on generator and critic (lora.py)
 
     @classmethod
     def from_dict(cls, d: dict) -> DistillSettings:
@@ -70,7 +80,13 @@ class DistillSettings:
             raise ValueError(f"train.prompt_repeats={s.prompt_repeats} must be a positive divisor of "
                              f"micro_batch_size {s.micro_batch_size}, so a prompt's rollouts share a micro-batch")
         s.betas = tuple(s.betas)
+        Plan(s.activation_checkpointing, s.activation_checkpointing_every)  # a bad value fails here, early
+        if s.lora is not None:
+            LoraSettings.from_dict(s.lora)
         return s
+
+    def lora_settings(self) -> LoraSettings | None:
+        return LoraSettings.from_dict(self.lora) if self.lora is not None else None
 
 
 def sample_generators(seed: int, step: int, phase: int, indices: range) -> list[torch.Generator]:
@@ -79,14 +95,21 @@ def sample_generators(seed: int, step: int, phase: int, indices: range) -> list[
 
 
 class Distiller:
-    """Owns the three networks, their optimizers and one training step."""
+    """Owns the three networks, their optimizers and one training step.
 
-    def __init__(self, config: dict, run_dir: Path, reweighter=None, dry_run: bool = False) -> None:
+    The networks are built whole, then placed by `distill/parallelize.py`: on `device` (the config's `device`,
+    default auto: this rank's GPU if there is one) or, given a DeviceMesh, sharded over it with FSDP2.
+    """
+
+    def __init__(self, config: dict, run_dir: Path, reweighter=None, dry_run: bool = False,
+                 device: torch.device | None = None, mesh=None) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
         self.family = family_of(config)  # toy | wan: who builds the networks (distill/components.py)
         self.dry_run = dry_run
         self.s = DistillSettings.from_dict(config["train"])
+        self.ds = DistributedSettings.from_dict(config.get("distributed"))
+        self.device = device if device is not None else resolve_device(config.get("device", "auto"))
         self.dmd = DMDSettings(**config.get("dmd", {}))
         parts = build_components(config, dry_run)
         self.teacher = parts.teacher
@@ -97,18 +120,61 @@ class Distiller:
         self.component_metadata = parts.metadata
         self.critic = parts.critic
         self.generator = parts.generator
+        lora = self.s.lora_settings()
+        if lora is not None:
+            self.generator, self.critic = add_lora(self.generator, lora), add_lora(self.critic, lora)
         self.ema = make_ema(self.generator)
         self.text = parts.text
-        self.sigmas = denoising_sigmas(self.s.denoising_timesteps, self.dmd.shift)
+        self.reweighter = reweighter if reweighter is not None else self.build_reweighter(config)
+        self.place(mesh)
+        self.sigmas = denoising_sigmas(self.s.denoising_timesteps, self.dmd.shift).to(self.device)
         self.opt_g = torch.optim.AdamW(
-            self.generator.parameters(), lr=self.s.lr_generator, betas=self.s.betas, weight_decay=self.s.weight_decay
+            trainable(self.generator), lr=self.s.lr_generator, betas=self.s.betas, weight_decay=self.s.weight_decay
         )
         self.opt_c = torch.optim.AdamW(
-            self.critic.parameters(), lr=self.s.lr_critic, betas=self.s.betas, weight_decay=self.s.weight_decay
+            trainable(self.critic), lr=self.s.lr_critic, betas=self.s.betas, weight_decay=self.s.weight_decay
         )
         self.prompts = parts.prompts
-        self.reweighter = reweighter if reweighter is not None else self.build_reweighter(config)
         self.step = 0
+
+    def plans(self, sharded: bool) -> dict[str, Plan]:
+        """How `parallelize` treats each network (README "Several GPUs").
+
+        Generator and critic: the `train` section's checkpointing and compile; bf16 precision under FSDP2 with
+        `distributed.mixed_precision: bf16`, or over LoRA's bf16 bases. EMA: never runs with grad, whole-precision
+        shards like the generator's. Teacher: frozen, only forwards without grad; `distributed.teacher: offload`
+        keeps its shards in host memory.
+        """
+        s, ds, lora = self.s, self.ds, self.s.lora_settings()
+        mixed = "bf16" if sharded and ds.mixed_precision == "bf16" else "fp32"
+        low = lora is not None and lora.low_precision
+        train = Plan(s.activation_checkpointing, s.activation_checkpointing_every, s.compile,
+                     "bf16" if low else mixed, ds.reshard_after_forward)
+        return {
+            "generator": train, "critic": train,
+            "ema": Plan(precision="bf16" if low else "fp32", reshard_after_forward=ds.reshard_after_forward),
+            "teacher": Plan(compile=s.compile, precision=mixed, reshard_after_forward=ds.reshard_after_forward,
+                            offload=ds.teacher == "offload"),
+            "text": Plan(precision=mixed, reshard_after_forward=ds.reshard_after_forward),
+        }
+
+    def place(self, mesh=None) -> None:
+        """Parallelize every network onto `self.device`, or shard it over `mesh`; frozen helpers follow."""
+        plans = self.plans(sharded=mesh is not None)
+        self.generator = parallelize(self.generator, plans["generator"], self.device, mesh)
+        self.critic = parallelize(self.critic, plans["critic"], self.device, mesh)
+        self.ema = parallelize(self.ema, plans["ema"], self.device, mesh)  # the generator's shards, fp32
+        if mesh is not None and plans["teacher"].precision == "bf16":
+            self.teacher.to(torch.bfloat16)  # frozen: stored in bf16 (half the memory)
+        self.teacher = parallelize(self.teacher, plans["teacher"], self.device, mesh)
+        if isinstance(self.text, nn.Module) and any(True for _ in self.text.parameters()):
+            self.text.requires_grad_(False)
+            self.text = parallelize(self.text, plans["text"], self.device, mesh)
+        elif self.device.type != "cpu":
+            self.text = OnDevice(self.text, self.device)
+        for frozen in (self.codec, getattr(self.reweighter, "reward", None)):
+            if isinstance(frozen, nn.Module):
+                frozen.to(self.device)
 
     def build_reweighter(self, config: dict) -> StreamR1Reweighter | None:
         """Stream-R1 weights from the config's `reward` and `reweight` sections; None for plain DMD."""
@@ -257,21 +323,36 @@ class Distiller:
         }
 
     def export(self) -> Path:
-        """Write the student (the EMA weights) as RUN_DIR/student.safetensors, usable by `generate`."""
+        """Write the student (the EMA weights; LoRA merged into them) as RUN_DIR/student.safetensors for `generate`."""
         path = self.run_dir / "student.safetensors"
-        save_dit(path, self.ema, self.student_metadata())
+        student = merged(self.ema) if is_lora(self.ema) else self.ema
+        save_dit(path, student, self.student_metadata())
         return path
 
 
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimizer updates: all of them, or only the adapters over frozen LoRA bases."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+class OnDevice:
+    """Moves a host-side text encoder's outputs to the training device."""
+
+    def __init__(self, encoder, device: torch.device) -> None:
+        self.encoder, self.device = encoder, device
+
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        return self.encoder(prompts).to(self.device)
+
+    def __getattr__(self, name: str):
+        return getattr(self.encoder, name)
+
+
 def distill(config: dict, run_dir: Path, resume: bool = False, reweighter=None, evaluator=None) -> Path:
-    """Run (or resume) a distillation and export the student; returns its path.
+    """Run (or resume) a distillation in this one process and export the student; returns its path.
 
-    Under torchrun with WORLD_SIZE > 1 (or to resume a sharded checkpoint) the FSDP2 path runs instead.
+    `distill/launch.py`'s `distill` is the entry point: it takes the FSDP2 path under torchrun instead.
     """
-    from .distributed import distill_distributed, wants_distributed
-
-    if wants_distributed(run_dir, resume):
-        return distill_distributed(config, run_dir, resume, reweighter, evaluator)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_loop(Distiller(config, run_dir, reweighter), resume, evaluator)
@@ -329,15 +410,11 @@ def run_loop(d: Distiller, resume: bool, evaluator) -> Path:
 
 
 def dry_run(config: dict) -> dict[str, float]:
-    """One full training step of a paper-scale config with tiny random weights of the same classes, on the CPU.
+    """One full training step of a paper-scale config with tiny random weights of the same classes, one process.
 
-    Nothing is downloaded or written outside a temporary directory; returns the step's logs. Under torchrun
-    with WORLD_SIZE > 1 the networks are sharded with FSDP2 as in a real multi-GPU run.
+    Nothing is downloaded or written outside a temporary directory; returns the step's logs. `launch.dry_run`
+    is the entry point (under torchrun it shards the networks with FSDP2 as in a real multi-GPU run).
     """
-    from .distributed import dry_run_distributed, world_size_from_env
-
-    if world_size_from_env() > 1:
-        return dry_run_distributed(dry_run_config(config))
     with tempfile.TemporaryDirectory() as tmp:
         d = Distiller(dry_run_config(config), Path(tmp), dry_run=True)
         return d.train_step(0)

@@ -41,6 +41,17 @@ class LayerCache:
             self.k, self.v = full_k.detach(), full_v.detach()
         return full_k, full_v
 
+    def frozen(self) -> LayerCache:
+        """A read-only copy of this layer's cache as it is now (for a checkpointed block's recompute).
+
+        The recompute in backward runs after later chunks wrote to and evicted from the cache; this copy gives
+        it the keys/values its forward read, and never writes. It shares the tensors: the cache never changes a
+        stored tensor in place (a write or an eviction replaces it).
+        """
+        view = LayerCache(_READ_ONLY)
+        view.k, view.v, view._text = self.k, self.v, self._text
+        return view
+
     def keep(self, index: torch.Tensor) -> None:
         if self.k is not None:
             self.k = self.k.index_select(2, index)
@@ -104,3 +115,6 @@ class KVCache:
     @property
     def num_cached_frames(self) -> int:
         return len(self.frames)
+
+
+_READ_ONLY = KVCache(0)  # the owner of frozen layer caches: never writing
