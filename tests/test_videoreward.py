@@ -188,3 +188,30 @@ def test_prompt_template_is_parsed_not_executed(tmp_path):
     (tmp_path / "t.txt").write_text("{text_prompt} <|VQ_reward|>")
     with pytest.raises(ValueError, match="MQ_reward"):
         load_prompt_template(tmp_path / "t.txt")
+
+
+def saliency_and_recomputes(checkpointing: bool) -> tuple[torch.Tensor, int, int]:
+    """‖∂R/∂v‖'s raw gradient for all three axes, the layer forwards in the forward and during the backward."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    settings = VideoRewardSettings(fps=None, min_pixels=28 * 28 * 4, max_pixels=56 * 56,
+                                   gradient_checkpointing=checkpointing)
+    reward = tiny_videoreward(settings)
+    calls = [0]
+    layers = [m for m in reward.modules() if isinstance(m, GradientCheckpointingLayer)]
+    assert len(layers) == 2  # one vision block, one decoder layer
+    for m in layers:
+        m.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    pixels = torch.rand(2, 5, 3, 32, 48, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    scores = reward(pixels, PROMPTS)
+    forward = calls[0]
+    (grad,) = torch.autograd.grad(sum(scores[a].sum() for a in AXES), pixels)
+    return grad, forward, calls[0] - forward
+
+
+def test_reward_gradient_checkpointing_really_recomputes_and_keeps_saliency():
+    """The reward runs in eval(); its layers are still checkpointed: re-run during the saliency backward."""
+    plain, plain_fwd, plain_recomputed = saliency_and_recomputes(False)
+    grad, fwd, recomputed = saliency_and_recomputes(True)
+    assert plain_recomputed == 0 and recomputed == fwd == plain_fwd == 2
+    assert torch.equal(grad, plain) and grad.abs().sum() > 0

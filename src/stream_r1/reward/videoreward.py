@@ -153,7 +153,8 @@ class VideoRewardModel(nn.Module):
         embeds = lm.embed_tokens(ids)
         slots = (ids == self.video_token_id).unsqueeze(-1).expand_as(embeds)
         embeds = embeds.masked_scatter(slots, video_embeds.to(embeds.dtype))
-        hidden = lm(inputs_embeds=embeds, attention_mask=mask).last_hidden_state  # 1-D positions, as trained
+        # 1-D positions, as trained; no KV cache (a checkpointed layer re-run in backward would append to it twice)
+        hidden = lm(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
         logits = self.rm_head(hidden).float()  # [B, L, out]
         out = {}
         for k, (axis, token) in enumerate(zip(AXES, self.reward_ids, strict=True)):
@@ -169,11 +170,23 @@ class VideoRewardModel(nn.Module):
 def videoreward(model: VideoRewardModel, settings: VideoRewardSettings) -> ZScoredReward:
     """The reward protocol around a VideoRewardModel: per-axis z-scored scores [B], frozen weights."""
     model.requires_grad_(False).eval()
-    if settings.gradient_checkpointing:  # transformers renamed the switch; use whichever this version has
-        backbone = model.model
-        enable = getattr(backbone, "activation_checkpointing_enable", None) or backbone.gradient_checkpointing_enable
-        enable()
+    if settings.gradient_checkpointing:
+        checkpoint_reward_layers(model)
     return ZScoredReward(model, settings.mean, settings.std)
+
+
+def checkpoint_reward_layers(model: VideoRewardModel) -> None:
+    """Checkpoint every vision block and language-model decoder layer for the saliency backward.
+
+    transformers' own switch (`gradient_checkpointing_enable`) checkpoints a layer only in training mode, and
+    the frozen reward runs in eval(): it would be silently off. torch's non-reentrant checkpoint wrapper works
+    in any mode and changes no output (same kernels, and in eval no dropout to replay); state-dict keys stay.
+    """
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    for layers in (model.model.visual.blocks, model.model.language_model.layers):
+        for i, layer in enumerate(layers):
+            layers[i] = checkpoint_wrapper(layer)
 
 
 # ---------------------------------------------------------------------------------------------
