@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from ..config import ConfigError, from_section
@@ -43,14 +44,19 @@ class LoraSettings:
         return resolve_dtype(self.base_dtype).itemsize < 4
 
 
-def add_lora(model: nn.Module, s: LoraSettings) -> nn.Module:
-    """`model` with LoRA adapters on its `targets` (a peft model): base frozen in `base_dtype`, adapters float32."""
+def add_lora(model: nn.Module, s: LoraSettings, seed: int) -> nn.Module:
+    """`model` with LoRA adapters on its `targets` (a peft model): base frozen in `base_dtype`, adapters float32.
+
+    The adapters' random initialisation is drawn from `seed` (not the global RNG), so a run is reproducible.
+    """
     from peft import LoraConfig, get_peft_model
 
     model.requires_grad_(False).to(resolve_dtype(s.base_dtype))
     config = LoraConfig(r=s.rank, lora_alpha=s.alpha, target_modules=list(s.targets), lora_dropout=0.0)
     try:  # autocast_adapter_dtype (the default) keeps the adapters in float32 over bf16 bases
-        return get_peft_model(model, config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return get_peft_model(model, config)
     except ValueError as err:
         raise ConfigError(f"train.lora.targets={s.targets}: {str(err).splitlines()[0]}") from err
 

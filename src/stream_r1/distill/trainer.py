@@ -122,7 +122,8 @@ class Distiller:
         self.generator = parts.generator
         lora = self.s.lora_settings()
         if lora is not None:
-            self.generator, self.critic = add_lora(self.generator, lora), add_lora(self.critic, lora)
+            self.generator = add_lora(self.generator, lora, seed=self.s.seed * 2)
+            self.critic = add_lora(self.critic, lora, seed=self.s.seed * 2 + 1)
         self.ema = make_ema(self.generator)
         self.text = parts.text
         self.reweighter = reweighter if reweighter is not None else self.build_reweighter(config)
