@@ -32,7 +32,7 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from ..dcp_state import is_sharded_checkpoint, load_full_state, load_sharded_state, save_sharded_state
 from ..reweight import AxisBalancer
 from ..train_state import latest_checkpoint
-from .parallelize import DistributedSettings
+from .parallelize import DistributedSettings, autocast_forward
 from .trainer import Distiller, run_loop
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,8 @@ class DistributedDistiller(Distiller):
         """Keep a whole copy of the EMA on rank 0 (host memory) for evaluation and export, then shard everything."""
         self.ema_full = copy.deepcopy(self.ema) if self.cluster.is_main else None
         super().place(mesh)
+        if self.ema_full is not None and self.plans(sharded=True)["ema"].precision == "bf16":  # LoRA's bf16 bases
+            autocast_forward(self.ema_full, self.device.type, torch.bfloat16, output_dtype=torch.float32)
 
     def check_batch(self) -> int:
         """This rank's share of the global batch; micro-batches are cut from it."""
