@@ -140,3 +140,28 @@ def test_compiled_checkpointed_blocks_give_the_same_gradients(teacher, tmp_path)
     got = loss_gradients(distiller(teacher, tmp_path / "compiled", activation_checkpointing="full", compile=True),
                          "generator")
     assert max_relative_diff(got, plain) <= 1e-4
+
+
+def test_a_writing_forward_with_grad_writes_the_cache_once(tmp_path):
+    """A checkpointed chunk forward that also writes the cache: written once (not again by the recompute)."""
+    from stream_r1.distill.parallelize import parallelize
+
+    torch.manual_seed(0)
+    plain = randomized(DiT(tiny_config(causal=True, num_layers=2)))
+    ckpt = randomized(DiT(tiny_config(causal=True, num_layers=2)))
+    ckpt.load_state_dict(plain.state_dict())
+    parallelize(ckpt, Plan("full"), torch.device("cpu"))
+    grads, caches = [], []
+    for model in (plain, ckpt):
+        cache = model.new_cache()
+        x = torch.randn(1, 3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+        cond = torch.randn(1, 10, 32, generator=torch.Generator().manual_seed(2))
+        for _ in range(2):  # two chunks, each written by the forward that has grad
+            cache.writing = True
+            out = model(x, torch.full((1,), 500.0), cond, kv_cache=cache)
+        out.square().sum().backward()
+        grads.append({n.replace(WRAPPED, ""): p.grad for n, p in model.named_parameters()})
+        caches.append(cache)
+    assert caches[1].frames == caches[0].frames == list(range(6))
+    assert all(c.layers[0].k.shape[2] == 6 * 16 for c in caches)  # 6 frames of 16 tokens, once each
+    assert max_relative_diff(grads[1], grads[0]) <= MAX_REL
