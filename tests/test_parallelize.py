@@ -165,3 +165,14 @@ def test_a_writing_forward_with_grad_writes_the_cache_once(tmp_path):
     assert caches[1].frames == caches[0].frames == list(range(6))
     assert all(c.layers[0].k.shape[2] == 6 * 16 for c in caches)  # 6 frames of 16 tokens, once each
     assert max_relative_diff(grads[1], grads[0]) <= MAX_REL
+
+
+def test_imports_run_one_way():
+    """launch → distributed → trainer → parallelize: the one-process trainer never loads the distributed module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, stream_r1.distill.trainer; "
+            "print('stream_r1.distill.distributed' in sys.modules, 'stream_r1.distill.launch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
