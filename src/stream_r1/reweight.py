@@ -149,34 +149,34 @@ def to_latent_grid(saliency: torch.Tensor, grid: tuple[int, int, int], latent_of
     one_to_one = latent_of_frame is not None and torch.equal(latent_of_frame.cpu(), torch.arange(t))
     if latent_of_frame is None or (one_to_one and t == f and torch.equal(seen, torch.arange(t))):
         return F.adaptive_avg_pool3d(saliency.unsqueeze(1), grid).squeeze(1)
-    owner = latent_of_frame.cpu()[seen]  # the latent frame of each seen pixel frame
     pooled = F.adaptive_avg_pool3d(saliency[:, seen.to(saliency.device)].unsqueeze(1),
-                                   (len(seen), *grid[1:])).squeeze(1)  # [B, n, h, w]
-    onehot = torch.zeros(f, len(seen), dtype=pooled.dtype)
-    onehot[owner, torch.arange(len(seen))] = 1.0
-    covered = onehot.sum(1) > 0
-    cover = (onehot[covered] / onehot[covered].sum(1, keepdim=True)).to(pooled.device)
-    means = torch.einsum("kn,bnhw->bkhw", cover, pooled)  # [B, covered latent frames, h, w]
-    return torch.einsum("fk,bkhw->bfhw", interpolation_matrix(covered).to(pooled), means)
+                                   (len(seen), *grid[1:])).squeeze(1)  # [B, n, h, w]: seen frames only
+    member = torch.zeros(f, len(seen), dtype=pooled.dtype)
+    member[latent_of_frame.cpu()[seen], torch.arange(len(seen))] = 1.0  # latent k <- seen frames decoding from k
+    counts = member.sum(1)
+    covered = counts > 0
+    means = torch.einsum("kn,bnhw->bkhw", member[covered].to(pooled.device), pooled)
+    means = means / counts[covered].to(pooled).view(1, -1, 1, 1)  # [B, covered latent frames, h, w]
+    left, right, u = (v.to(pooled.device) for v in interpolation(covered))
+    a, b = means[:, left], means[:, right]
+    return a + u.to(pooled).view(1, -1, 1, 1) * (b - a)  # exactly a where b == a: a flat map stays flat
 
 
-def interpolation_matrix(covered: torch.Tensor) -> torch.Tensor:
-    """[F, K] weights that put K values at the covered frames of F and fill the rest linearly from neighbours.
-
-    A frame before the first covered frame (or after the last) copies it. Rows sum to 1.
-    """
+def interpolation(covered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each of F frames, (left, right, u): it is value[left] + u·(value[right] − value[left]) of the K
+    covered frames' values, linear between covered neighbours; a frame past either end copies the end one."""
     at = torch.nonzero(covered).flatten().tolist()
     if not at:
-        raise ValueError("no latent frame is covered by a frame the reward read")
-    m = torch.zeros(len(covered), len(at))
+        raise ValueError("no latent frame decodes to a frame the reward read")
+    rows = []
     for f in range(len(covered)):
-        if f <= at[0] or f >= at[-1]:
-            m[f, 0 if f <= at[0] else -1] = 1.0
-            continue
-        right = next(j for j, k in enumerate(at) if k >= f)
-        u = (f - at[right - 1]) / (at[right] - at[right - 1])  # 1.0 when f itself is covered
-        m[f, right - 1], m[f, right] = 1 - u, u
-    return m
+        j = next((j for j, k in enumerate(at) if k >= f), len(at) - 1)  # first covered frame at or after f
+        if at[j] == f or f < at[0] or f > at[-1]:
+            rows.append((j, j, 0.0))
+        else:
+            rows.append((j - 1, j, (f - at[j - 1]) / (at[j] - at[j - 1])))
+    left, right, u = zip(*rows, strict=True)
+    return torch.tensor(left), torch.tensor(right), torch.tensor(u)
 
 
 def minmax(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
