@@ -179,12 +179,12 @@ class Distiller:
         """Whether Stream-R1's weights must be normalised over more than one micro-batch (or rank)."""
         return self.reweighter is not None and (len(self.micro_batches()) > 1 or world_size() > 1)
 
-    def global_weights(self, step: int, prompts: list[str], exit_step: int) -> tuple[dict[int, tuple], dict]:
+    def global_weights(self, step: int, prompts: list[str], exit_step: int):
         """The pre-pass (method.md §3.5): every micro-batch of this rank rolled out without grad (the same keyed
         noise, so the same samples the loss pass will draw), decoded and scored; the rows of all ranks gathered
         into the global batch; the batch-wide weights computed once on it, as one batch of `batch_size` would.
 
-        Returns {global sample index: (w_inter, W_intra or None)} for this rank's samples, and the reweighter logs.
+        Returns (w_inter [B], W_intra [B, 1, F, h, w] or None, logs) of the global batch, by global sample index.
         """
         parts, index = [], []
         for mb in self.micro_batches():
@@ -201,8 +201,7 @@ class Distiller:
                 rows[i] = measured.rows(slice(j, j + 1))
         if any(r is None for r in rows):
             raise RuntimeError("the ranks' micro-batches do not cover the global batch; check micro_batches()")
-        w_inter, w_intra, logs = self.reweighter.combine(Measured.cat(rows), prompts, self.step)
-        return {i: (w_inter[i : i + 1], None if w_intra is None else w_intra[i : i + 1]) for i in index}, logs
+        return self.reweighter.combine(Measured.cat(rows), prompts, self.step)
 
     def critic_loss(self, prompts: list[str], exit_step: int, gens: list[torch.Generator]) -> torch.Tensor:
         cond = self.text(prompts)
@@ -220,14 +219,13 @@ class Distiller:
         if step % self.s.generator_every == 0:
             self.opt_g.zero_grad(set_to_none=True)
             total, parts = 0.0, []
-            weights, rw_logs = self.global_weights(step, prompts, exit_step) if self.needs_pre_pass() else (None, {})
+            pre = self.global_weights(step, prompts, exit_step) if self.needs_pre_pass() else None
             for mb in self.micro_batches():
                 gens = sample_generators(self.s.seed, step, PHASE_GENERATOR, mb)
                 mb_weights = None
-                if weights is not None:
-                    w_intra = [weights[i][1] for i in mb]
-                    mb_weights = (torch.cat([weights[i][0] for i in mb]),
-                                  None if w_intra[0] is None else torch.cat(w_intra))
+                if pre is not None:  # this micro-batch's rows of the global batch's weights
+                    w_inter, w_intra, _ = pre
+                    mb_weights = (w_inter[mb.start : mb.stop], None if w_intra is None else w_intra[mb.start : mb.stop])
                 loss, mb_logs = self.generator_loss([prompts[i] for i in mb], exit_step, gens, mb_weights)
                 loss.backward()
                 total += loss.item()
@@ -239,7 +237,8 @@ class Distiller:
             self.opt_g.step()
             for k in parts[0]:
                 logs[k] = float(np.mean([p[k] for p in parts]))
-            logs.update(rw_logs)  # the pre-pass's weights are of the whole batch: logged once
+            if pre is not None:
+                logs.update(pre[2])  # the pre-pass's weights are of the whole batch: logged once
             decay = self.s.ema_decay if step >= self.s.ema_start else 0.0
             update_ema(self.ema, self.generator, decay)
         self.opt_c.zero_grad(set_to_none=True)
