@@ -58,13 +58,13 @@ def test_packaged_stage_configs_inherit_from_stage_two():
     ("dmd.guidance=[3]", "dmd.guidance=[3]: expected a number"),
     ("train.denoising_timesteps=[1000, x]", "expected a list of numbers"),
 ])
-def test_every_numeric_value_is_checked_when_the_settings_load(override, message) -> None:
+def test_every_numeric_value_is_checked_when_the_config_loads(override, message) -> None:
     from stream_r1.distill.dmd import DMDSettings
     from stream_r1.distill.trainer import DistillSettings
     from stream_r1.reweight import ReweightSettings
 
-    cfg = load_config("toy-stream-r1", [override])
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ConfigError) as err:  # at the override where the config had a number, else at the settings
+        cfg = load_config("toy-stream-r1", [override])
         DistillSettings.from_dict(cfg["train"])
         ReweightSettings.from_dict(cfg["reweight"])
         DMDSettings.from_dict(cfg["dmd"])
@@ -100,3 +100,10 @@ def test_cli_shows_a_bad_value_in_one_line(tmp_path) -> None:
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "stream-r1 distill: error: train.lr_generator='abc': expected a number"]
+
+
+def test_an_override_keeps_a_number_a_number_in_every_config() -> None:
+    """Sections without a settings class (e.g. the teacher's `train`) are checked at the override."""
+    with pytest.raises(ConfigError, match=r"^train.lr='abc': expected a number$"):
+        load_config("toy-teacher", ["train.lr=abc"])
+    assert load_config("toy-teacher", ["train.lr=1"])["train"]["lr"] == 1

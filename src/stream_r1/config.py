@@ -170,5 +170,9 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> dict[s
             node = node[part]
         if parts[-1] not in node:
             raise ConfigError(f"override {item!r}: unknown key {parts[-1]!r}; known: {sorted(node)}")
-        node[parts[-1]] = parse_yaml(raw)
+        value, old = parse_yaml(raw), node[parts[-1]]
+        for kind in (bool, float):  # a number stays a number, a switch a switch (null always allowed)
+            if value is not None and conforms(old, kind) and not conforms(value, kind):
+                raise ConfigError(f"{key}={value!r}: expected {describe(kind)}")
+        node[parts[-1]] = value
     return cfg
