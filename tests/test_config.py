@@ -47,3 +47,63 @@ def test_packaged_stage_configs_inherit_from_stage_two():
     assert "shift_schedule" not in stage7["train"]  # stage 1's schedule must not leak into later stages
     assert stage7["model"] == {**stage2["model"], "refine_channels": 32}
     assert stage7["sampler"] == stage2["sampler"] and stage7["train"]["batch_size"] == stage2["train"]["batch_size"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr_generator=abc", "train.lr_generator='abc': expected a number"),
+    ("train.steps=1.5", "train.steps=1.5: expected an integer"),
+    ("train.betas=[0.0]", "train.betas=[0.0]: expected a list of 2 values"),
+    ("reweight.beta=true", "reweight.beta=True: expected a number"),
+    ("reweight.inter=1", "reweight.inter=1: expected true or false"),
+    ("dmd.guidance=[3]", "dmd.guidance=[3]: expected a number"),
+    ("train.denoising_timesteps=[1000, x]", "expected a list of numbers"),
+])
+def test_every_numeric_value_is_checked_when_the_config_loads(override, message) -> None:
+    from stream_r1.distill.dmd import DMDSettings
+    from stream_r1.distill.trainer import DistillSettings
+    from stream_r1.reweight import ReweightSettings
+
+    with pytest.raises(ConfigError) as err:  # at the override where the config had a number, else at the settings
+        cfg = load_config("toy-stream-r1", [override])
+        DistillSettings.from_dict(cfg["train"])
+        ReweightSettings.from_dict(cfg["reweight"])
+        DMDSettings.from_dict(cfg["dmd"])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_packaged_config_passes_the_type_check() -> None:
+    from stream_r1.config import CONFIG_DIR
+    from stream_r1.distill.distributed import DistributedSettings
+    from stream_r1.distill.dmd import DMDSettings
+    from stream_r1.distill.trainer import DistillSettings
+    from stream_r1.reweight import ReweightSettings
+
+    checked = 0
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        cfg = load_config(str(path))
+        if "dmd" not in cfg or "student_init" not in cfg:
+            continue
+        DistillSettings.from_dict(cfg["train"]), DMDSettings.from_dict(cfg["dmd"])
+        DistributedSettings.from_dict(cfg.get("distributed"))
+        if cfg.get("reweight"):
+            ReweightSettings.from_dict(cfg["reweight"])
+        checked += 1
+    assert checked >= 6
+
+
+def test_cli_shows_a_bad_value_in_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "stream_r1", "distill", "--config", "toy-dmd", "--out",
+                           str(tmp_path / "run"), "--set", "train.lr_generator=abc"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "stream-r1 distill: error: train.lr_generator='abc': expected a number"]
+
+
+def test_an_override_keeps_a_number_a_number_in_every_config() -> None:
+    """Sections without a settings class (e.g. the teacher's `train`) are checked at the override."""
+    with pytest.raises(ConfigError, match=r"^train.lr='abc': expected a number$"):
+        load_config("toy-teacher", ["train.lr=abc"])
+    assert load_config("toy-teacher", ["train.lr=1"])["train"]["lr"] == 1

@@ -215,6 +215,66 @@ def test_bf16_mixed_precision_runs(tmp_path):
             torch.testing.assert_close(v, ref[name][k], atol=5e-3, rtol=0.05)
 
 
+WEIGHT_MODES = ("faithful", "clamp", "self_normalized")
+
+
+def reweighted_config(teacher, mode: str, micro: int) -> dict:
+    """Global batch 4, one generator step, Stream-R1 on with the toy reward in weight mode `mode`."""
+    config = distributed_config(teacher, batch_size=4, micro_batch_size=micro, generator_every=1, steps=1,
+                                grad_clip=10.0)
+    config["reweight"] = {"weight_mode": mode, "reward_clip": 10.0, "balance": "per_axis", "window": 8}
+    return config
+
+
+def generator_step_gradient(d, full=lambda g: g) -> list[torch.Tensor]:
+    """Run step 0 of `d` under SGD and return the generator's gradients at its optimizer step (whole tensors)."""
+    d.opt_g = torch.optim.SGD(d.generator.parameters(), lr=0.1)
+    got = []
+    d.opt_g.register_step_pre_hook(lambda opt, args, kwargs: got.append(
+        torch.cat([full(p.grad).flatten() for p in d.generator.parameters()])))
+    d.train_step(0)
+    assert len(got) == 1
+    return got
+
+
+def _global_batch_worker(rank: int, world: int, port: int, teacher, out) -> None:
+    """One rank: per weight mode, the generator gradient of one step with micro-batches of 1 (2 per rank)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from stream_r1.distill.distributed import DistributedDistiller, init_cluster
+
+    cluster = init_cluster("gloo")
+    try:
+        grads = {}
+        for mode in WEIGHT_MODES:
+            d = DistributedDistiller(reweighted_config(teacher, mode, micro=1), out / f"{mode}{rank}", cluster)
+            grads[mode] = generator_step_gradient(d, full=lambda g: g.full_tensor())[0]
+        if rank == 0:
+            torch.save(grads, out / "grads.pt")
+    finally:
+        cluster.close()
+
+
+def test_reweighted_micro_batches_on_two_ranks_equal_one_batch(setup, tmp_path):
+    """Stream-R1's weights over the global batch: micro-batches of 1 on 2 gloo ranks give one process's
+    batch-of-4 generator gradient (within 1e-5 of its norm) in every weight mode."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    root, _, _ = setup
+    teacher = root / "teacher.safetensors"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_global_batch_worker, args=(2, port, teacher, tmp_path), nprocs=2, start_method="spawn")
+    got = torch.load(tmp_path / "grads.pt", weights_only=True)
+    for mode in WEIGHT_MODES:
+        want = generator_step_gradient(Distiller(reweighted_config(teacher, mode, micro=4), tmp_path / mode))[0]
+        assert (got[mode] - want).norm() <= 1e-5 * want.norm(), (mode, float((got[mode] - want).norm() / want.norm()))
+
+
 def _paper_scale_worker(rank: int, world: int, port: int, out) -> None:
     """One rank of a 2-rank dry run of the paper-scale classes (DiT in Wan layout, UMT5, VideoReward)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),

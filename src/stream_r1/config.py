@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,12 +43,72 @@ class ConfigError(ValueError):
 
 
 def from_section(cls: type[T], section: dict, name: str) -> T:
-    """Build a settings dataclass from a config section; unknown keys are an error that lists the known ones."""
+    """Build a settings dataclass from a config section.
+
+    Unknown keys are an error that lists the known ones; every value is checked against its field's type
+    (`float` takes integers too), so `--set train.lr_generator=abc` fails here, in one line, not inside torch.
+    """
+    if not isinstance(section, dict):
+        raise ConfigError(f"{name} must be a mapping of settings, got {section!r}")
     known = set(cls.__dataclass_fields__)
     unknown = set(section) - known
     if unknown:
         raise ConfigError(f"unknown {name} settings {sorted(unknown)}; known: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in section.items():
+        if key in hints and not conforms(value, hints[key]):
+            raise ConfigError(f"{name}.{key}={value!r}: expected {describe(hints[key])}")
     return cls(**section)
+
+
+def conforms(value: Any, hint: Any) -> bool:
+    """Whether a parsed YAML value fits a field type (scalars, None, unions, lists, tuples, dicts)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(conforms(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint in (list, tuple) or origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if not args:
+            return True
+        if origin is tuple and Ellipsis not in args:
+            return len(value) == len(args) and all(conforms(v, a) for v, a in zip(value, args, strict=True))
+        return all(conforms(v, args[0]) for v in value)
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            return False
+        return not args or all(conforms(k, args[0]) and conforms(v, args[1]) for k, v in value.items())
+    return True  # other classes (paths, nested settings) are checked by their users
+
+
+def describe(hint: Any) -> str:
+    """A field type in a user's words: `float | None` -> 'a number or null'."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe(a) for a in args)
+    words = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             dict: "a mapping", list: "a list", tuple: "a list"}
+    if hint in words:
+        return words[hint]
+    if origin in (list, tuple):
+        if origin is tuple and args and Ellipsis not in args:
+            return f"a list of {len(args)} values ({', '.join(describe(a) for a in args)})"
+        return f"a list of {describe(args[0]).removeprefix('a ').removeprefix('an ')}s" if args else "a list"
+    if origin is dict:
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
 
 
 def resolve_config(name_or_path: str) -> Path:
@@ -108,5 +170,9 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> dict[s
             node = node[part]
         if parts[-1] not in node:
             raise ConfigError(f"override {item!r}: unknown key {parts[-1]!r}; known: {sorted(node)}")
-        node[parts[-1]] = parse_yaml(raw)
+        value, old = parse_yaml(raw), node[parts[-1]]
+        for kind in (bool, float):  # a number stays a number, a switch a switch (null always allowed)
+            if value is not None and conforms(old, kind) and not conforms(value, kind):
+                raise ConfigError(f"{key}={value!r}: expected {describe(kind)}")
+        node[parts[-1]] = value
     return cfg

@@ -27,6 +27,9 @@ def randn(shape: tuple[int, ...] | torch.Size, generator: Generators = None) -> 
     return torch.randn(tuple(shape), generator=generator)
 
 
+GUIDANCE_FORMS = ("uncond", "cond")
+
+
 def guided_flow(
     model: DiT,
     x: torch.Tensor,
@@ -34,13 +37,20 @@ def guided_flow(
     cond: torch.Tensor,
     uncond: torch.Tensor | None,
     guidance: float,
+    form: str = "uncond",
 ) -> torch.Tensor:
-    """Flow with classifier-free guidance: u + g·(c − u), cond and uncond run as one batch."""
-    if uncond is None or guidance == 1.0:
+    """Flow with classifier-free guidance, cond and uncond run as one batch (docs/method.md §1, §2.2).
+
+    form "uncond": u + g·(c − u) (g = 1 is the conditional flow); form "cond": c + g·(c − u), the public
+    Self-Forcing / Stream-R1 recipe's real score, an effective scale of g + 1 in the first form.
+    """
+    if form not in GUIDANCE_FORMS:
+        raise ValueError(f"guidance form {form!r}; choose one of {GUIDANCE_FORMS}")
+    if uncond is None or guidance == (1.0 if form == "uncond" else 0.0):
         return model(x, t, cond)
     both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))
     c, u = both.chunk(2)
-    return u + guidance * (c - u)
+    return (u if form == "uncond" else c) + guidance * (c - u)
 
 
 @torch.no_grad()

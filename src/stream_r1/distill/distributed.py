@@ -102,35 +102,28 @@ def wants_distributed(run_dir: Path, resume: bool) -> bool:
 
 
 class SyncedAxisBalancer(AxisBalancer):
-    """The balancer of method.md §3.6 fed every rank's micro-batch means, in one process's order.
+    """The balancer of method.md §3.6 on every rank, holding the same window on each.
 
-    One process appends one entry per micro-batch and then reads λ_a. Here the ranks' j-th micro-batches
-    are consecutive global micro-batches (see `DistributedDistiller.micro_batches`), so rank r appends
-    the entries of ranks 0..r before reading λ_a and holds the later ranks' entries until its next
-    update: every rank sees the window a single process would see at that micro-batch.
+    The trainer's pre-pass hands every rank the whole optimizer step's scores (all micro-batches, all ranks),
+    so each rank appends the same entry, one per optimizer step. Rank 0's entry is broadcast all the same:
+    the windows, and so λ_a, stay bitwise equal on every rank whatever the ranks' arithmetic does.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.pending: list[torch.Tensor] = []
+    @classmethod
+    def like(cls, balancer: AxisBalancer) -> SyncedAxisBalancer:
+        """A synced balancer with `balancer`'s settings and window."""
+        synced = cls(balancer.axes, balancer.mode, balancer.history.maxlen, balancer.penalty, balancer.rate,
+                     balancer.threshold)
+        synced.history.extend(balancer.history)
+        return synced
 
-    def update(self, scores: dict[str, torch.Tensor]) -> None:
-        means = torch.stack([scores[a].detach().float().nanmean() for a in self.axes]).cpu()
-        gathered: list = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, means)
-        rank = dist.get_rank()
-        for m in self.pending + gathered[: rank + 1]:
-            if torch.isfinite(m).all():
-                self.history.append(m)
-        self.pending = gathered[rank + 1 :]
-
-    def window(self) -> list[torch.Tensor]:
-        """The window as a single process would hold it after this step: history plus the held entries."""
-        return [*self.history, *self.pending][-self.history.maxlen :]
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.pending = []
+    def append(self, means: torch.Tensor) -> None:
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+            means = means.to(device, copy=True)  # NCCL moves CUDA tensors only
+            dist.broadcast(means, src=0)
+            means = means.cpu()
+        super().append(means)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,9 +141,7 @@ class DistributedDistiller(Distiller):
         super().__init__(config, run_dir, reweighter, device=cluster.device, mesh=cluster.mesh, **kwargs)
         self.local_batch = self.check_batch()
         if self.reweighter is not None and hasattr(self.reweighter, "balancer"):
-            b = self.reweighter.balancer
-            synced = SyncedAxisBalancer(b.axes, b.mode, b.history.maxlen, b.penalty, b.rate)
-            self.reweighter.balancer = synced
+            self.reweighter.balancer = SyncedAxisBalancer.like(self.reweighter.balancer)
 
     def place(self, mesh=None) -> None:
         """Keep a whole copy of the EMA on rank 0 (host memory) for evaluation and export, then shard everything."""
@@ -256,7 +247,8 @@ def reduce_logs(logs: dict[str, float]) -> dict[str, float]:
     """Global-batch logs: the losses (each rank's share) summed over ranks, the rest averaged.
 
     A single process averages the other logs over its micro-batches; every rank runs as many, so the
-    mean over ranks is the same mean.
+    mean over ranks is the same mean. The reweighter's logs are already of the global batch (the pre-pass
+    gathers it), equal on every rank, so their mean is themselves.
     """
     world = dist.get_world_size()
     if world == 1:

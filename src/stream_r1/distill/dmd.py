@@ -1,7 +1,7 @@
 """Distribution Matching Distillation (docs/method.md §2.2).
 
 For a student sample x: draw σ (shifted, clamped to [0.02, 0.98]), noise x to x_t,
-    p_real = teacher x0 with classifier-free guidance,   p_fake = critic x0,
+    p_real = teacher x0 with classifier-free guidance (form `guidance_form`),   p_fake = critic x0,
     g = (p_fake − p_real) / mean|x − p_real|              (one normaliser per sample),
 and the generator loss is ½‖x − sg(x − g)‖², whose gradient with respect to x is exactly g. It is
 returned per element so that Stream-R1's weights can multiply it (method.md §3.5). The critic
@@ -14,17 +14,28 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import ConfigError, from_section
 from ..diffusion import flow
-from ..diffusion.sampler import Generators, guided_flow, randn
+from ..diffusion.sampler import GUIDANCE_FORMS, Generators, guided_flow, randn
 from ..models.dit import DiT
 
 
 @dataclass
 class DMDSettings:
+    """The `dmd` section of a distillation config."""
+
     guidance: float = 3.0
+    guidance_form: str = "uncond"  # real score: "uncond" u + g·(c − u) | "cond" c + g·(c − u) (the public recipe)
     shift: float = 3.0
     min_sigma: float = 0.02
     max_sigma: float = 0.98
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DMDSettings:
+        s = from_section(cls, d, "dmd")
+        if s.guidance_form not in GUIDANCE_FORMS:
+            raise ConfigError(f"dmd.guidance_form={s.guidance_form!r}; choose one of {GUIDANCE_FORMS}")
+        return s
 
 
 def draw_sigma(batch: int, settings: DMDSettings, generators: Generators) -> torch.Tensor:
@@ -49,7 +60,8 @@ def dmd_gradient(
     sigma = draw_sigma(x.shape[0], settings, generators).to(x.device)
     x_t = flow.add_noise(x, randn(x.shape, generators).to(x), sigma)
     t = flow.timestep(sigma)
-    p_real = flow.x0_from_flow(x_t, guided_flow(teacher, x_t, t, cond, uncond, settings.guidance), sigma)
+    real = guided_flow(teacher, x_t, t, cond, uncond, settings.guidance, settings.guidance_form)
+    p_real = flow.x0_from_flow(x_t, real, sigma)
     p_fake = flow.x0_from_flow(x_t, critic(x_t, t, cond), sigma)
     normalizer = (x - p_real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-8)
     g = (p_fake - p_real) / normalizer

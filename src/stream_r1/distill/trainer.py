@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -27,7 +28,7 @@ from ..config import from_section
 from ..device import resolve_device
 from ..diffusion.sampler import denoising_sigmas
 from ..ema import make_ema, update_ema
-from ..reweight import ReweightSettings, StreamR1Reweighter
+from ..reweight import Measured, ReweightSettings, StreamR1Reweighter
 from ..toyworld.render import NUM_FRAMES
 from ..train_state import latest_checkpoint, load_training_state, save_training_state
 from .components import build_components, build_reward, dry_run_config, family_of
@@ -110,7 +111,7 @@ class Distiller:
         self.s = DistillSettings.from_dict(config["train"])
         self.ds = DistributedSettings.from_dict(config.get("distributed"))
         self.device = device if device is not None else resolve_device(config.get("device", "auto"))
-        self.dmd = DMDSettings(**config.get("dmd", {}))
+        self.dmd = DMDSettings.from_dict(config.get("dmd", {}))
         parts = build_components(config, dry_run)
         self.teacher = parts.teacher
         self.teacher.requires_grad_(False).eval()
@@ -185,7 +186,8 @@ class Distiller:
             raise ValueError("a `reweight` section needs a `reward` model (e.g. reward: toy-reward)")
         reward = build_reward(config, self.dry_run)
         reward.requires_grad_(False).eval()
-        return StreamR1Reweighter(reward, self.codec.decode, ReweightSettings.from_dict(config["reweight"]))
+        return StreamR1Reweighter(reward, self.codec.decode, ReweightSettings.from_dict(config["reweight"]),
+                                  getattr(self.codec, "latent_of_pixel_frame", None))
 
     # -- data ------------------------------------------------------------------------------
 
@@ -215,8 +217,13 @@ class Distiller:
 
     # -- losses ----------------------------------------------------------------------------
 
-    def generator_loss(self, prompts: list[str], exit_step: int, gens: list[torch.Generator]):
-        """DMD loss of one micro-batch, scaled to its share of the global batch, plus logs."""
+    def generator_loss(self, prompts: list[str], exit_step: int, gens: list[torch.Generator],
+                       weights: tuple[torch.Tensor, torch.Tensor | None] | None = None):
+        """DMD loss of one micro-batch, scaled to its share of the global batch, plus logs.
+
+        `weights` (w_inter [b], W_intra [b, 1, F, h, w] or None) come from the step's pre-pass
+        (`global_weights`); without them a reweighter weighs this micro-batch on its own.
+        """
         cond = self.text(prompts)
         x = self_forcing_rollout(self.generator, self.latent_shape(len(prompts)), self.sigmas, cond, exit_step, gens)
         g, info = dmd_gradient(x, self.teacher, self.critic, cond, self.uncond(len(prompts)), self.dmd, gens)
@@ -224,13 +231,44 @@ class Distiller:
         w_inter = torch.ones(len(prompts), device=x.device)
         w_intra = torch.ones_like(x[:, :1])
         logs = {"dmd/grad_norm": info["grad_norm"].mean().item(), "dmd/sigma": info["sigma"].mean().item()}
-        if self.reweighter is not None:
+        if weights is not None:
+            w_inter = weights[0].to(x.device)
+            w_intra = w_intra if weights[1] is None else weights[1].to(x.device)
+        elif self.reweighter is not None:
             w_inter, w_intra, rw_logs = self.reweighter(x.detach(), prompts, self.step)
             logs.update(rw_logs)
         per_sample = (w_intra * elementwise).mean(dim=(1, 2, 3, 4))
         loss = (w_inter * per_sample).sum() / self.s.batch_size
         logs["loss/dmd_unweighted"] = elementwise.mean().item()
         return loss, logs
+
+    def needs_pre_pass(self) -> bool:
+        """Whether Stream-R1's weights must be normalised over more than one micro-batch (or rank)."""
+        return self.reweighter is not None and (len(self.micro_batches()) > 1 or world_size() > 1)
+
+    def global_weights(self, step: int, prompts: list[str], exit_step: int):
+        """The pre-pass (method.md §3.5): every micro-batch of this rank rolled out without grad (the same keyed
+        noise, so the same samples the loss pass will draw), decoded and scored; the rows of all ranks gathered
+        into the global batch; the batch-wide weights computed once on it, as one batch of `batch_size` would.
+
+        Returns (w_inter [B], W_intra [B, 1, F, h, w] or None, logs) of the global batch, by global sample index.
+        """
+        parts, index = [], []
+        for mb in self.micro_batches():
+            gens = sample_generators(self.s.seed, step, PHASE_GENERATOR, mb)
+            mb_prompts = [prompts[i] for i in mb]
+            with torch.no_grad():
+                x = self_forcing_rollout(self.generator, self.latent_shape(len(mb)), self.sigmas,
+                                         self.text(mb_prompts), exit_step, gens, grad=False)
+            parts.append(self.reweighter.measure(x, mb_prompts))
+            index.extend(mb)
+        rows = [None] * len(prompts)
+        for idx, measured in gather_over_ranks((index, Measured.cat(parts))):
+            for j, i in enumerate(idx):
+                rows[i] = measured.rows(slice(j, j + 1))
+        if any(r is None for r in rows):
+            raise RuntimeError("the ranks' micro-batches do not cover the global batch; check micro_batches()")
+        return self.reweighter.combine(Measured.cat(rows), prompts, self.step)
 
     def critic_loss(self, prompts: list[str], exit_step: int, gens: list[torch.Generator]) -> torch.Tensor:
         cond = self.text(prompts)
@@ -248,9 +286,14 @@ class Distiller:
         if step % self.s.generator_every == 0:
             self.opt_g.zero_grad(set_to_none=True)
             total, parts = 0.0, []
+            pre = self.global_weights(step, prompts, exit_step) if self.needs_pre_pass() else None
             for mb in self.micro_batches():
                 gens = sample_generators(self.s.seed, step, PHASE_GENERATOR, mb)
-                loss, mb_logs = self.generator_loss([prompts[i] for i in mb], exit_step, gens)
+                mb_weights = None
+                if pre is not None:  # this micro-batch's rows of the global batch's weights
+                    w_inter, w_intra, _ = pre
+                    mb_weights = (w_inter[mb.start : mb.stop], None if w_intra is None else w_intra[mb.start : mb.stop])
+                loss, mb_logs = self.generator_loss([prompts[i] for i in mb], exit_step, gens, mb_weights)
                 loss.backward()
                 total += loss.item()
                 parts.append(mb_logs)
@@ -261,6 +304,8 @@ class Distiller:
             self.opt_g.step()
             for k in parts[0]:
                 logs[k] = float(np.mean([p[k] for p in parts]))
+            if pre is not None:
+                logs.update(pre[2])  # the pre-pass's weights are of the whole batch: logged once
             decay = self.s.ema_decay if step >= self.s.ema_start else 0.0
             update_ema(self.ema, self.generator, decay)
         self.opt_c.zero_grad(set_to_none=True)
@@ -347,6 +392,20 @@ class OnDevice:
 
     def __getattr__(self, name: str):
         return getattr(self.encoder, name)
+
+
+def world_size() -> int:
+    """Ranks of the initialised process group (1 without one)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def gather_over_ranks(obj) -> list:
+    """Every rank's `obj` in rank order (collective); [obj] in a single process."""
+    if world_size() == 1:
+        return [obj]
+    out: list = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def distill(config: dict, run_dir: Path, resume: bool = False, reweighter=None, evaluator=None) -> Path:

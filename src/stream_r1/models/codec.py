@@ -24,6 +24,8 @@ class Codec(Protocol):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor: ...
 
+    def latent_of_pixel_frame(self, frames: int) -> torch.Tensor: ...
+
 
 class SpaceToDepthCodec:
     """Fixed, invertible toy codec: pixels in [0,1] -> [-1,1] -> space-to-depth by `factor`."""
@@ -33,6 +35,14 @@ class SpaceToDepthCodec:
     def __init__(self, factor: int = 1) -> None:
         self.space_factor = factor
         self.latent_channels = 3 * factor * factor
+
+    def latent_of_pixel_frame(self, frames: int) -> torch.Tensor:
+        """The latent frame each of `frames` pixel frames decodes from: one to one in time."""
+        return torch.arange(frames)
+
+    def pixel_frames_of_latent(self, k: int) -> range:
+        """The pixel frames latent frame k decodes to."""
+        return range(k, k + 1)
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """[B, T, 3, H, W] in [0,1] -> [B, 3·f², T, H/f, W/f]."""

@@ -57,6 +57,16 @@ class WanVAECodec(nn.Module):
         """Pixel frames T of F latent frames."""
         return self.time_factor * (latent_frames - 1) + 1
 
+    def pixel_frames_of_latent(self, k: int) -> range:
+        """The pixel frames latent frame k decodes to: frame 0 for k = 0, frames 4k−3 … 4k after it (causal)."""
+        return range(0, 1) if k == 0 else range(self.time_factor * (k - 1) + 1, self.time_factor * k + 1)
+
+    def latent_of_pixel_frame(self, frames: int) -> torch.Tensor:
+        """The latent frame each of `frames` (4k + 1) pixel frames decodes from: [0, 1, 1, 1, 1, 2, …]."""
+        self.latent_frames(frames)
+        t = torch.arange(frames)
+        return torch.where(t == 0, 0, (t - 1).div(self.time_factor, rounding_mode="floor") + 1)
+
     # -- coding --------------------------------------------------------------------------------
 
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

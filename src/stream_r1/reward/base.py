@@ -94,6 +94,11 @@ class ZScoredReward(nn.Module):
         self.register_buffer("z_mean", torch.tensor([float(mean[a]) for a in AXES]))
         self.register_buffer("z_std", torch.tensor([float(std[a]) for a in AXES]))
 
+    def sampled_frames(self, frames: int) -> torch.Tensor:
+        """The pixel frames the wrapped model reads from a `frames`-frame clip (all, unless it says otherwise)."""
+        inner = getattr(self.raw_fn, "sampled_frames", None)
+        return inner(frames) if inner is not None else torch.arange(frames)
+
     def forward(self, pixels: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
         if self.validate:
             validate_pixels(pixels, prompts)

@@ -136,13 +136,17 @@ class VideoRewardModel(nn.Module):
             mask[i, :len(r)] = 1
         return ids, mask
 
+    def sampled_frames(self, frames: int) -> torch.Tensor:
+        """The indices of the pixel frames the model reads from a `frames`-frame clip (at `fps`; all without)."""
+        return sample_frame_indices(frames, self.s.video_fps, self.s.fps)
+
     def forward(self, pixels: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
         """Raw scores {axis: [B]} of pixels [B, T, 3, H, W] in [0, 1]; differentiable w.r.t. the pixels."""
         s = self.s
         b = pixels.shape[0]
         device = self.rm_head.weight.device
         dtype = self.rm_head.weight.dtype
-        index = sample_frame_indices(pixels.shape[1], s.video_fps, s.fps)
+        index = self.sampled_frames(pixels.shape[1])
         rows, grid = preprocess_video(pixels.float(), s.min_pixels, s.max_pixels, index)
         grid_thw = torch.tensor([grid] * b, device=device)
         vision = self.model.visual(rows.reshape(-1, rows.shape[-1]).to(device, dtype), grid_thw=grid_thw)
