@@ -146,3 +146,28 @@ def test_evaluate_dir_adds_the_curve_for_long_videos(tmp_path):
 def test_unknown_world_is_refused():
     with pytest.raises(ValueError, match="unknown world"):
         bench.score_video(np.zeros((12, 16, 16, 3), np.uint8), "a red circle moving left on a black background", "x")
+
+
+def test_switch_measure_reads_chunks_to_the_new_colour_and_the_jump():
+    from stream_r1.toyworld.switch import measure_switch, object_track
+
+    red = LongVideoSpec(PromptAttributes("red", "circle", "right", "black"), (14.0, 6.0), 0, 36)
+    blue = LongVideoSpec(PromptAttributes("blue", "circle", "right", "black"), (14.0, 6.0), 0, 36)
+    red_frames, blue_frames = frames_of(red), frames_of(blue)
+    track = object_track(red_frames, "long")
+    assert np.allclose(np.diff(track, axis=0), [[0.45, 0.0]], atol=0.05)  # through the wrap at frame ~4
+    # A clean switch at frame 18: the same trajectory, blue from then on.
+    clean = np.concatenate([red_frames[:18], blue_frames[18:]])
+    m = measure_switch(clean, red.attrs.text, blue.attrs.text, 18, world="long")
+    assert m.changed == ("colour",) and m.chunks_to_right == {"colour": 1}
+    assert m.jump_px == pytest.approx(0.45, abs=0.05) and m.step_before_px == pytest.approx(0.45, abs=0.05)
+    # Two chunks still red after the switch, then the object restarts 5 px away.
+    late = np.concatenate([red_frames[:24], frames_of(blue.window(30, 12))])
+    m = measure_switch(late, red.attrs.text, blue.attrs.text, 18, world="long")
+    assert m.chunks_to_right == {"colour": 3} and [c["colour"] for c in m.per_chunk][:3] == ["red", "red", "blue"]
+    never = measure_switch(red_frames, red.attrs.text, blue.attrs.text, 18, world="long")
+    assert never.chunks_to_right == {"colour": None}
+    jumped = np.concatenate([red_frames[:18], frames_of(blue.window(28, 18))])
+    assert measure_switch(jumped, red.attrs.text, blue.attrs.text, 18, world="long").jump_px > 4
+    with pytest.raises(ValueError, match="chunk boundary"):
+        measure_switch(clean, red.attrs.text, blue.attrs.text, 17, world="long")
