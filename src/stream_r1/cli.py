@@ -31,7 +31,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
     pipe = VideoPipeline.from_checkpoint(args.checkpoint)
     prompts = read_prompts(args.prompt, args.prompts, grammar=pipe.family == "toy")
     frames = args.frames if args.frames is not None else NUM_FRAMES
-    manifest = generate_to_dir(pipe, prompts, frames, args.seed, Path(args.out), steps=args.steps)
+    init = None
+    if args.init_video:
+        from .video_io import read_video
+
+        init = read_video(args.init_video, pipe.frame_size)
+    manifest = generate_to_dir(pipe, prompts, frames, args.seed, Path(args.out), steps=args.steps, init_video=init)
     print(f"wrote {len(manifest)} videos to {args.out} (manifest.json, i.mp4, i.npz)")
 
 
@@ -237,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, help="sampling steps (default: the checkpoint's own)")
     p.add_argument("--seed", type=int, default=0, help="prompt i uses seed+i")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--init-video", help="continue this video (.npz from `generate`, or .mp4): its frames go into "
+                   "the cache first and --frames new ones follow (causal toy checkpoints)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("train-reward", help="train the toy video reward model (Bradley-Terry on degraded pairs)")
