@@ -31,7 +31,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
     pipe = VideoPipeline.from_checkpoint(args.checkpoint)
     prompts = read_prompts(args.prompt, args.prompts, grammar=pipe.family == "toy")
     frames = args.frames if args.frames is not None else NUM_FRAMES
-    manifest = generate_to_dir(pipe, prompts, frames, args.seed, Path(args.out), steps=args.steps)
+    init = None
+    if args.init_video:
+        from .video_io import read_video
+
+        init = read_video(args.init_video, pipe.frame_size)
+    manifest = generate_to_dir(pipe, prompts, frames, args.seed, Path(args.out), steps=args.steps, init_video=init)
     print(f"wrote {len(manifest)} videos to {args.out} (manifest.json, i.mp4, i.npz)")
 
 
@@ -70,16 +75,21 @@ def cmd_train_reward(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from .evaluate import evaluate_checkpoint, markdown_table, save_comparison_strip
+    from .evaluate import evaluate_checkpoint, markdown_table, over_time_table, save_comparison_strip, save_curve_plot
     from .toyworld.bench import evaluate_dir
 
     if bool(args.videos) == bool(args.checkpoint):
         raise ConfigError("give exactly one of --videos DIR or --checkpoint NAME_OR_PATH")
     if args.videos:
-        result = evaluate_dir(args.videos)
+        result = evaluate_dir(args.videos, args.world or "toy")
         print(markdown_table({args.videos: result["summary"]}))
     else:
-        result = evaluate_checkpoint(args.checkpoint, args.split, args.per_prompt, args.seed, subset=args.subset)
+        frames = args.frames or NUM_FRAMES
+        if frames % NUM_FRAMES:
+            raise ConfigError(f"--frames {frames}: ToyBench over time scores {NUM_FRAMES}-frame segments; "
+                              f"use a multiple of {NUM_FRAMES}")
+        result = evaluate_checkpoint(args.checkpoint, args.split, args.per_prompt, args.seed, subset=args.subset,
+                                     frames=frames, world=args.world)
         if args.strip:
             shown = save_comparison_strip(Path(args.strip), result)
             print(f"{args.strip}: each video above its ground truth; prompts from the top: " + "; ".join(shown))
@@ -88,6 +98,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         ratio = ", ".join(f"{k.upper()} {v:.3f}" for k, v in result["ratio"].items())
         print(f"\nratio to ground truth: {ratio}; {result['videos']} videos, "
               f"{result['seconds_per_video']:.3f} s per video")
+    if "over_time" in result:
+        print("\nToyBench over time (per 12-frame segment):\n" + over_time_table(result["over_time"]))
+        if args.plot:
+            save_curve_plot(Path(args.plot), result["over_time"], args.checkpoint or args.videos)
+            print(f"{args.plot}: VQ, MQ and TA per segment")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
 
@@ -227,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, help="sampling steps (default: the checkpoint's own)")
     p.add_argument("--seed", type=int, default=0, help="prompt i uses seed+i")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--init-video", help="continue this video (.npz from `generate`, or .mp4): its frames go into "
+                   "the cache first and --frames new ones follow (causal toy checkpoints)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("train-reward", help="train the toy video reward model (Bradley-Terry on degraded pairs)")
@@ -243,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the full result as JSON here")
     p.add_argument("--strip", help="with --checkpoint: a PNG of six videos, each above its ground truth")
+    p.add_argument("--frames", type=positive_int, help=f"with --checkpoint: frames per video, a multiple of "
+                   f"{NUM_FRAMES} (default {NUM_FRAMES}); longer videos are also scored per {NUM_FRAMES}-frame segment")
+    p.add_argument("--world", choices=["toy", "long"], help="the toy world to score in (default: the checkpoint's "
+                   "own; 'toy' for --videos)")
+    p.add_argument("--plot", help="a PNG of ToyBench over time (VQ/MQ/TA per segment) for videos longer than a segment")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("reward-reliability", help="how well toy reward models rank one generator's videos "

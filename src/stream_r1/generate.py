@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -34,9 +35,18 @@ def read_prompts(prompts: list[str], prompts_file: str | None, grammar: bool = T
 
 
 def generate_to_dir(
-    pipe: VideoPipeline, prompts: list[str], frames: int, seed: int, out: Path, steps: int | None = None
+    pipe: VideoPipeline, prompts: list[str], frames: int, seed: int, out: Path, steps: int | None = None,
+    init_video: np.ndarray | None = None,
 ) -> list[dict]:
-    """Generate prompt i with seed `seed + i` into OUT/i.mp4 and OUT/i.npz; write OUT/manifest.json."""
+    """Generate prompt i with seed `seed + i` into OUT/i.mp4 and OUT/i.npz; write OUT/manifest.json.
+
+    `init_video` (uint8 [T0, H, W, 3]): every stream continues these frames; the files hold them, then the
+    `frames` new ones (the manifest's `init_frames` says how many were given).
+    """
+    init = None
+    if init_video is not None:
+        init = torch.from_numpy(np.ascontiguousarray(init_video)).permute(0, 3, 1, 2).float().div(255).unsqueeze(0)
+        pipe.encode_init(init)  # refuse what cannot be continued before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe.check_frames(frames)
@@ -46,8 +56,8 @@ def generate_to_dir(
     bar = tqdm(total=len(prompts) * chunks_per_video, desc="generate (chunks)", unit="chunk", dynamic_ncols=True)
     for i, prompt in enumerate(prompts):
         start = time.perf_counter()
-        parts = []
-        for chunk in pipe.stream([prompt], frames, seed + i, steps=steps):
+        parts = [init[0]] if init is not None else []
+        for chunk in pipe.stream([prompt], frames, seed + i, steps=steps, init_video=init):
             parts.append(chunk[0])
             bar.update(1)
         seconds = time.perf_counter() - start
@@ -58,6 +68,8 @@ def generate_to_dir(
             {"index": i, "prompt": prompt, "seed": seed + i, "frames": int(video.shape[0]),
              "seconds": round(seconds, 4), "npz": f"{i}.npz", "mp4": f"{i}.mp4"}
         )
+        if init is not None:
+            manifest[-1]["init_frames"] = int(init.shape[1])
     bar.close()
     atomic_write(out / "manifest.json", lambda p: Path(p).write_text(json.dumps(manifest, indent=1)))
     return manifest

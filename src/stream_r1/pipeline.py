@@ -99,10 +99,16 @@ class VideoPipeline:
 
     @torch.inference_mode()
     def stream(
-        self, prompts: list[str], frames: int, seed: int, steps: int | None = None
+        self, prompts: list[str], frames: int, seed: int, steps: int | None = None,
+        init_video: torch.Tensor | None = None,
     ) -> Iterator[torch.Tensor]:
-        """Yield decoded pixel chunks [B, t, 3, H, W] as they are generated."""
+        """Yield decoded pixel chunks [B, t, 3, H, W] as they are generated.
+
+        `init_video` ([B, T0, 3, H, W] in [0, 1], causal toy checkpoints): frames written into the cache first;
+        the `frames` new frames continue them.
+        """
         self.check_frames(frames)
+        init = self.encode_init(init_video) if init_video is not None else None
         cond = self.text(prompts)
         gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
         shape = self.latent_shape(len(prompts), frames)
@@ -116,7 +122,7 @@ class VideoPipeline:
             chunk_shape = (*shape[:2], fpc, *shape[3:])
             stream = getattr(self.codec, "stream_decoder", None)  # a causal VAE decodes with its cache carried
             decode = stream().decode if stream is not None else self.codec.decode
-            for chunk in stream_chunks(self.model, shape[2] // fpc, chunk_shape, sigmas, cond, gens):
+            for chunk in stream_chunks(self.model, shape[2] // fpc, chunk_shape, sigmas, cond, gens, init):
                 yield decode(chunk)
         else:
             sigmas = flow.sampling_sigmas(steps or s.steps, s.shift)
@@ -124,6 +130,18 @@ class VideoPipeline:
             uncond = negative(len(prompts)) if negative is not None else self.text([""] * len(prompts))
             noise = randn(shape, gens)
             yield self.codec.decode(sample_euler_cfg(self.model, noise, sigmas, cond, uncond, s.guidance))
+
+    def encode_init(self, video: torch.Tensor) -> torch.Tensor:
+        """Latents of the frames a stream continues from; one-line errors for what cannot be continued."""
+        if not self.model.cfg.causal:
+            raise ValueError("--init-video needs a causal (streaming) checkpoint; a bidirectional one has no cache")
+        if self.family != "toy":
+            raise ValueError("--init-video is for toy checkpoints for now (the Wan VAE's streaming decoder would "
+                             "need its own cache primed too)")
+        if video.shape[1] % self.frames_per_chunk:
+            raise ValueError(f"the given video has {video.shape[1]} frames; give a whole number of "
+                             f"{self.frames_per_chunk}-frame chunks")
+        return self.codec.encode(video)
 
     def generate(self, prompts: list[str], frames: int, seed: int, steps: int | None = None) -> torch.Tensor:
         """Whole videos [B, T, 3, H, W] in [0, 1]."""

@@ -15,25 +15,40 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from .checkpoint import load_dit, save_dit
+from .config import ConfigError
 from .diffusion import flow
 from .ema import make_ema, update_ema, warmup_decay
 from .models.codec import SpaceToDepthCodec
 from .models.dit import DiT, DiTConfig
 from .models.text import ToyTextEncoder
 from .toyworld.prompts import split_prompts
-from .toyworld.render import FRAME_SIZE, sample_videos
+from .toyworld.render import (
+    FRAME_SIZE,
+    LONG_HORIZON,
+    TOY_WORLD,
+    WORLDS,
+    check_world,
+    sample_videos,
+    sample_world_videos,
+)
 from .train_state import latest_checkpoint, load_training_state, save_training_state
 
 log = logging.getLogger(__name__)
 
 
-def batch_for_step(seed: int, step: int, batch_size: int, cfg_dropout: float):
-    """Prompts (with CFG dropout applied) and rendered videos of one training step."""
+def batch_for_step(seed: int, step: int, batch_size: int, cfg_dropout: float, world: str = TOY_WORLD):
+    """Prompts (with CFG dropout applied) and rendered videos of one training step.
+
+    In the long world each 12-frame window starts anywhere and sits at a uniform phase of a long trajectory.
+    """
     gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
     train = split_prompts("train")
     idx = torch.randint(len(train), (batch_size,), generator=gen)
     attrs = [train[i] for i in idx]
-    videos, _ = sample_videos(attrs, gen)
+    if check_world(world) == TOY_WORLD:
+        videos, _ = sample_videos(attrs, gen)
+    else:
+        videos, _ = sample_world_videos(attrs, gen, world, horizon=LONG_HORIZON)
     drop = torch.rand(batch_size, generator=gen) < cfg_dropout
     prompts = ["" if d else a.text for a, d in zip(attrs, drop, strict=True)]
     return prompts, videos, gen
@@ -48,9 +63,21 @@ def shift_at(tcfg: dict, step: int) -> float:
     return shift
 
 
+def lr_at(tcfg: dict, step: int) -> float:
+    """The learning rate at `step`: linear warmup to `lr`, then the last `lr_schedule` entry [from_step, lr] reached."""
+    lr = tcfg["lr"]
+    for from_step, value in tcfg.get("lr_schedule") or []:
+        if step >= from_step:
+            lr = value
+    return lr * min(1.0, (step + 1) / tcfg["warmup_steps"])
+
+
 def teacher_metadata(config: dict, step: int) -> dict:
-    """What `generate` needs besides the weights: codec, frame size and default sampler."""
-    return {"codec": dict(config["codec"]), "frame_size": FRAME_SIZE, "sampler": dict(config["sampler"]), "step": step}
+    """What `generate` needs besides the weights: codec, frame size and default sampler (and a non-default world)."""
+    meta = {"codec": dict(config["codec"]), "frame_size": FRAME_SIZE, "sampler": dict(config["sampler"]), "step": step}
+    if config.get("world", TOY_WORLD) != TOY_WORLD:
+        meta["world"] = config["world"]
+    return meta
 
 
 def trainable_parameters(model: torch.nn.Module, prefixes: list[str] | None) -> list[torch.nn.Parameter]:
@@ -76,6 +103,9 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
     """Train the bidirectional teacher; returns the path of the final EMA weights."""
     out = Path(out)
     tcfg = config["train"]
+    world = config.get("world", TOY_WORLD)
+    if world not in WORLDS:
+        raise ConfigError(f"world: {world!r} is not a toy world; set world to one of {list(WORLDS)}")
     model_cfg = DiTConfig.from_dict({**config["model"], "causal": False})
     torch.manual_seed(tcfg["seed"])
     model = DiT(model_cfg)
@@ -105,10 +135,12 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
     bar = tqdm(total=total, initial=step, desc="pretrain teacher", dynamic_ncols=True)
     t0, start_step = time.time(), step
     while step < total:
-        lr = tcfg["lr"] * min(1.0, (step + 1) / tcfg["warmup_steps"])
+        lr = lr_at(tcfg, step)
         for g in opt.param_groups:
             g["lr"] = lr
-        prompts, videos, gen = batch_for_step(tcfg["seed"], step, tcfg["batch_size"], tcfg["cfg_dropout"])
+        prompts, videos, gen = batch_for_step(
+            tcfg["seed"], step, tcfg["batch_size"], tcfg["cfg_dropout"], world
+        )
         x = codec.encode(videos)
         noise = torch.randn(x.shape, generator=gen)
         sigma = flow.sample_train_sigma(x.shape[0], shift_at(tcfg, step), gen)

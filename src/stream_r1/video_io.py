@@ -34,6 +34,34 @@ def write_npz(path: Path, frames: np.ndarray) -> None:
     atomic_write(Path(path), write)
 
 
+def read_video(path: str | Path, size: int | tuple[int, int]) -> np.ndarray:
+    """Frames uint8 [T, H, W, 3] of an npz (key `frames`, as `generate` writes) or an MP4; an MP4 whose frames are
+    a whole multiple of `size` (as `write_mp4` upscales them) is averaged back down to it."""
+    path = Path(path)
+    h, w = (size, size) if isinstance(size, int) else size
+    if not path.exists():
+        raise FileNotFoundError(f"video {path} does not exist; give an .npz or .mp4 file")
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            if "frames" not in data:
+                raise ValueError(f"{path} has no `frames` array; give an npz written by `stream-r1 generate`")
+            frames = np.asarray(data["frames"])
+    elif path.suffix == ".mp4":
+        frames = np.asarray(iio.imread(path))
+    else:
+        raise ValueError(f"video {path}: unknown type {path.suffix!r}; give an .npz or .mp4 file")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"video {path} has shape {frames.shape}; expected frames [T, H, W, 3]")
+    big_h, big_w = frames.shape[1:3]
+    if (big_h, big_w) != (h, w):
+        if big_h % h or big_w % w or big_h // h != big_w // w:
+            raise ValueError(f"video {path} has {big_h}x{big_w} frames; the checkpoint makes {h}x{w} (or a whole "
+                             "multiple of it)")
+        k = big_h // h
+        frames = frames.reshape(len(frames), h, k, w, k, 3).astype(np.float64).mean(axis=(2, 4)).round()
+    return frames.astype(np.uint8)
+
+
 def frame_strip(videos: list[np.ndarray], scale: int = 4, gap: int = 1) -> np.ndarray:
     """One image: a row per video, its frames side by side (uint8 [H', W', 3])."""
     rows = []

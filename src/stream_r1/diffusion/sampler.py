@@ -126,14 +126,24 @@ def stream_chunks(
     sigmas: torch.Tensor,
     cond: torch.Tensor,
     generator: Generators = None,
+    init: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Generate a video chunk by chunk through the KV cache; yields latents `chunk_shape` [B, C, fpc, h, w].
 
-    Each chunk draws its own noise when it starts, so chunk k never depends on how many follow.
+    Each chunk draws its own noise when it starts, so chunk k never depends on how many follow. `init`
+    (clean latents [B, C, F0, h, w], F0 a whole number of chunks) is written into the cache first, chunk by
+    chunk as if it had been generated, and the stream continues from it (`generate --init-video`).
     """
-    if chunk_shape[2] != model.cfg.frames_per_chunk:
-        raise ValueError(f"chunk of {chunk_shape[2]} frames; the model streams {model.cfg.frames_per_chunk}")
+    fpc = model.cfg.frames_per_chunk
+    if chunk_shape[2] != fpc:
+        raise ValueError(f"chunk of {chunk_shape[2]} frames; the model streams {fpc}")
     cache = model.new_cache()
+    if init is not None:
+        if init.shape[2] % fpc or init.shape[2] == 0:
+            raise ValueError(f"the given video has {init.shape[2]} latent frames; give a whole number of "
+                             f"{fpc}-frame chunks")
+        for k in range(init.shape[2] // fpc):
+            write_cache(model, init[:, :, k * fpc : (k + 1) * fpc].to(cond.device), cond, cache)
     for k in range(num_chunks):
         noise = randn(chunk_shape, generator).to(cond.device)
         x0 = denoise_chunk(model, noise, sigmas, cond, cache, generator)

@@ -56,6 +56,9 @@ class DiTConfig:
     # initialised projection). RoPE alone is relative; the toy teacher must know where in the clip a frame
     # is to place a constant-velocity object. Streaming passes absolute indices, so the cache stays exact.
     frame_embedding: bool = False
+    # Toy extension: padding of the per-frame convs. "circular" suits the long world, whose frames wrap around
+    # (an object leaving one edge enters at the opposite one); the parameters are the same either way.
+    conv_padding: str = "zeros"
     prediction: str = "flow"
     x0_min_sigma: float = 0.05
 
@@ -64,6 +67,8 @@ class DiTConfig:
         head_dim = self.dim // self.num_heads
         if self.dim % self.num_heads or head_dim % 2 or head_dim < 6:
             raise ValueError(f"dim {self.dim} / heads {self.num_heads} must give an even head_dim >= 6")
+        if self.conv_padding not in ("zeros", "circular"):
+            raise ValueError(f"conv_padding must be 'zeros' or 'circular', got {self.conv_padding!r}")
         if self.prediction not in ("flow", "x0"):
             raise ValueError(f"prediction must be 'flow' or 'x0', got {self.prediction!r}")
         if self.local_attn_frames != -1 and self.local_attn_frames < self.sink_frames + self.frames_per_chunk:
@@ -272,14 +277,14 @@ class FrameConv(nn.Module):
     The last layer starts at zero: used as a residual, it can be added to a trained model without changing it.
     """
 
-    def __init__(self, in_ch: int, hidden: int, out_ch: int) -> None:
+    def __init__(self, in_ch: int, hidden: int, out_ch: int, padding_mode: str = "zeros") -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(in_ch, hidden, 3, padding=1),
+            nn.Conv2d(in_ch, hidden, 3, padding=1, padding_mode=padding_mode),
             nn.GELU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode=padding_mode),
             nn.GELU(),
-            nn.Conv2d(hidden, out_ch, 3, padding=1),
+            nn.Conv2d(hidden, out_ch, 3, padding=1, padding_mode=padding_mode),
         )
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
@@ -315,7 +320,9 @@ class DiT(nn.Module):
         dim = cfg.dim
         stem_out = cfg.in_channels
         if cfg.conv_stem_channels:
-            self.conv_stem = FrameConv(cfg.in_channels, cfg.conv_stem_channels, cfg.conv_stem_channels)
+            self.conv_stem = FrameConv(
+                cfg.in_channels, cfg.conv_stem_channels, cfg.conv_stem_channels, cfg.conv_padding
+            )
             stem_out = cfg.conv_stem_channels
         self.patch_embedding = nn.Conv3d(stem_out, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.text_embedding = nn.Sequential(
@@ -328,9 +335,11 @@ class DiT(nn.Module):
         self.blocks = nn.ModuleList([DiTBlock(cfg) for _ in range(cfg.num_layers)])
         self.head = Head(cfg)
         if cfg.conv_head_channels:
-            self.conv_head = FrameConv(cfg.out_channels * 2, cfg.conv_head_channels, cfg.out_channels)
+            self.conv_head = FrameConv(cfg.out_channels * 2, cfg.conv_head_channels, cfg.out_channels, cfg.conv_padding)
         if cfg.refine_channels:
-            self.refine = FrameConv(cfg.out_channels * 2 + 1, cfg.refine_channels, cfg.out_channels)
+            self.refine = FrameConv(
+                cfg.out_channels * 2 + 1, cfg.refine_channels, cfg.out_channels, cfg.conv_padding
+            )
         self._init_weights()
 
     def _init_weights(self) -> None:

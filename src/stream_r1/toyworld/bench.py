@@ -14,6 +14,11 @@ Pipeline per video:
 4. the centroid track gives a robust velocity (repeated median, then least squares on inliers), its residual,
    stalls, direction and speed.
 Every raw measurement is mapped to [0, 1] by a smoothstep between a documented "good" and "bad" value.
+
+The long world (`world="long"`, render.py) wraps around the frame's edges. There each frame is first rolled
+(an integer cyclic shift) so that the object's circular mean sits at the centre, the pipeline above runs on the
+rolled frames, and the motion is measured on the track unrolled and unwrapped back to a straight line.
+ToyBench over time (`score_segments`, `curve`) scores every 12-frame segment of a video of any length.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 import torch
 
 from .prompts import BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS, PromptAttributes, parse_prompt
-from .render import OBJECT_RADIUS, SUPERSAMPLE, shape_coverage
+from .render import NUM_FRAMES, OBJECT_RADIUS, SUPERSAMPLE, TOY_WORLD, check_world, shape_coverage
 
 # Segmentation.
 COLOUR_TOP_FRACTION = 0.04  # the object's colour direction is the mean offset of the video's 4% most distinct pixels
@@ -338,9 +343,14 @@ def robust_velocity(centroid: np.ndarray) -> tuple[np.ndarray, np.ndarray] | Non
 
 
 def motion_quality(
-    seg: _Segmentation, fit: tuple[np.ndarray, np.ndarray] | None, attrs: PromptAttributes
+    seg: _Segmentation, fit: tuple[np.ndarray, np.ndarray] | None, attrs: PromptAttributes,
+    track: np.ndarray | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """MQ sub-scores (constant-velocity track, stable size, no flicker, no stalls) and their raw measurements."""
+    """MQ sub-scores (constant-velocity track, stable size, no flicker, no stalls) and their raw measurements.
+
+    `track` is the object's centre per frame [T, 2] (default: the segmentation's centroids).
+    """
+    track = seg.centroid if track is None else track
     valid = seg.valid
     both = valid[1:] & valid[:-1]
     if fit is None or not both.any():
@@ -352,7 +362,7 @@ def motion_quality(
     bg_step = np.linalg.norm(np.diff(seg.bg_frame, axis=0), axis=1)
     hue_step = 1 - (seg.hue[1:] * seg.hue[:-1]).sum(axis=1)
     flicker = float(log_step.mean() + bg_step.mean() + hue_step[both].mean())
-    steps = np.linalg.norm(np.diff(seg.centroid, axis=0), axis=1)[both]
+    steps = np.linalg.norm(np.diff(track, axis=0), axis=1)[both]
     stalls = float((steps < STALL_RATIO * SPEEDS[attrs.speed]).mean())
     present = valid.mean()  # frames without an object count against every motion sub-score
     scores = {
@@ -407,15 +417,61 @@ def text_alignment(
     return scores, detected
 
 
-def score_video(frames: np.ndarray | torch.Tensor, prompt: str) -> BenchScore:
-    """Score one video against its prompt (raises PromptError for a prompt outside the toy grammar)."""
+def recentre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Roll each frame of [T, H, W, 3] cyclically so the object's circular mean sits at the centre.
+
+    Returns the rolled frames and the integer shifts [T, 2] as (dx, dy): a pixel at x moved to x + dx (mod W).
+    The object is whatever differs from the frame's median colour (it covers well under half the frame);
+    weights are distances above a quarter of the frame's largest one, so faint noise does not pull the mean.
+    """
+    t, h, w, _ = x.shape
+    median = np.median(x.reshape(t, -1, 3), axis=1)
+    dist = np.linalg.norm(x - median[:, None, None, :], axis=-1)  # [T, H, W]
+    weight = np.maximum(dist - 0.25 * dist.max(axis=(1, 2), keepdims=True), 0.0)
+    shifts = np.zeros((t, 2), dtype=np.int64)
+    for axis, n in ((2, w), (1, h)):  # x then y
+        phase = np.exp(2j * np.pi * (np.arange(n) + 0.5) / n)
+        profile = weight.sum(axis=3 - axis)  # [T, n]: mass per column (x) or per row (y)
+        angle = np.angle(profile @ phase)
+        mean = np.mod(angle, 2 * np.pi) * n / (2 * np.pi)
+        shift = np.round(n / 2 - mean).astype(np.int64)
+        shifts[:, 2 - axis] = np.where(profile.sum(axis=1) > 0, np.mod(shift, n), 0)
+    rolled = np.stack([np.roll(f, (int(dy), int(dx)), axis=(0, 1)) for f, (dx, dy) in zip(x, shifts, strict=True)])
+    return rolled, shifts
+
+
+def unwrap_track(centroid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A torus track [T, 2] (NaN where no object) as a continuous line: each step between frames with an object
+    is taken modulo the frame size into [-size/2, size/2), so a wrap counts as the short step it is."""
+    out = centroid.copy()
+    period = np.array([size[1], size[0]], dtype=np.float64)  # (W, H) for (x, y)
+    seen = np.flatnonzero(~np.isnan(centroid[:, 0]))
+    for prev, cur in zip(seen[:-1], seen[1:], strict=True):
+        step = np.mod(centroid[cur] - centroid[prev] + period / 2, period) - period / 2
+        out[cur] = out[prev] + step
+    return out
+
+
+def score_video(frames: np.ndarray | torch.Tensor, prompt: str, world: str = TOY_WORLD) -> BenchScore:
+    """Score one video against its prompt (raises PromptError for a prompt outside the toy grammar).
+
+    `world="long"`: the frames wrap around their edges (see the module docstring).
+    """
     attrs = parse_prompt(prompt)
     x = to_frames(frames)
+    shifts = None
+    if check_world(world) != TOY_WORLD:
+        x, shifts = recentre(x)
     seg = segment(x)
     iou, readable, softness = _shape_fit(seg)
-    fit = robust_velocity(seg.centroid)
+    track = seg.centroid
+    if shifts is not None:
+        size = x.shape[1:3]
+        period = np.array([size[1], size[0]], dtype=np.float64)
+        track = unwrap_track(np.mod(seg.centroid - shifts, period), size)
+    fit = robust_velocity(track)
     vq, vq_raw = visual_quality(seg, iou, softness)
-    mq, mq_raw = motion_quality(seg, fit, attrs)
+    mq, mq_raw = motion_quality(seg, fit, attrs, track)
     ta, detected = text_alignment(seg, readable, fit, attrs)
     axes = {name: float(np.mean(list(m.values()))) for name, m in (("vq", vq), ("mq", mq), ("ta", ta))}
     want_speed = attrs.speed or "normal"
@@ -453,24 +509,62 @@ def summarize(scores: list[BenchScore]) -> dict[str, float]:
     return out
 
 
-def score_batch(frames: list[np.ndarray | torch.Tensor], prompts: list[str]) -> dict[str, float]:
+def score_batch(
+    frames: list[np.ndarray | torch.Tensor], prompts: list[str], world: str = TOY_WORLD
+) -> dict[str, float]:
     """Score many videos; return mean axis scores, mean sub-metrics and per-attribute accuracy."""
     if len(frames) != len(prompts):
         raise ValueError(f"got {len(frames)} videos but {len(prompts)} prompts; pass one prompt per video")
-    return summarize([score_video(f, p) for f, p in zip(frames, prompts, strict=True)])
+    return summarize([score_video(f, p, world) for f, p in zip(frames, prompts, strict=True)])
 
 
-def evaluate_dir(path: str | Path) -> dict[str, Any]:
-    """Score a `stream-r1 generate` output dir (manifest.json + npz files): {"summary": ..., "rows": [...]}."""
+SEGMENT_FRAMES = NUM_FRAMES  # ToyBench over time scores segments as long as the clips it was calibrated on
+
+
+def score_segments(
+    frames: np.ndarray | torch.Tensor, prompt: str, world: str = TOY_WORLD, segment_frames: int = SEGMENT_FRAMES
+) -> list[BenchScore]:
+    """ToyBench of each whole `segment_frames`-frame segment of one video, in order (a shorter tail is left out)."""
+    x = to_frames(frames)
+    count = len(x) // segment_frames
+    if count == 0:
+        raise ValueError(f"a video of {len(x)} frames holds no {segment_frames}-frame segment; use more frames")
+    return [score_video(x[i * segment_frames : (i + 1) * segment_frames], prompt, world) for i in range(count)]
+
+
+def curve(
+    frames: list[np.ndarray | torch.Tensor], prompts: list[str], world: str = TOY_WORLD,
+    segment_frames: int = SEGMENT_FRAMES,
+) -> list[dict[str, float]]:
+    """ToyBench over time: per segment index, the `summarize` of that segment over all videos (each row also has
+    `segment` and `first_frame`). Videos may differ in length; a segment averages the videos that reach it."""
+    if len(frames) != len(prompts):
+        raise ValueError(f"got {len(frames)} videos but {len(prompts)} prompts; pass one prompt per video")
+    per_video = [score_segments(f, p, world, segment_frames) for f, p in zip(frames, prompts, strict=True)]
+    rows = []
+    for i in range(max(len(s) for s in per_video)):
+        summary = summarize([s[i] for s in per_video if len(s) > i])
+        rows.append({"segment": float(i), "first_frame": float(i * segment_frames), **summary})
+    return rows
+
+
+def evaluate_dir(path: str | Path, world: str = TOY_WORLD) -> dict[str, Any]:
+    """Score a `stream-r1 generate` output dir (manifest.json + npz files): {"summary": ..., "rows": [...]}, and
+    ToyBench over time ("over_time": one summary per 12-frame segment) when the videos are longer than that."""
     root = Path(path)
     manifest_path = root / "manifest.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path} not found; point at a directory written by `stream-r1 generate`")
-    rows, scores = [], []
+    rows, scores, videos, prompts = [], [], [], []
     for entry in json.loads(manifest_path.read_text()):
         with np.load(root / entry["npz"]) as data:
             frames = data["frames"]
-        score = score_video(frames, entry["prompt"])
+        score = score_video(frames, entry["prompt"], world)
         scores.append(score)
+        videos.append(frames)
+        prompts.append(entry["prompt"])
         rows.append({"index": entry["index"], "prompt": entry["prompt"], "seed": entry.get("seed"), **score.as_dict()})
-    return {"summary": summarize(scores), "rows": rows}
+    result: dict[str, Any] = {"summary": summarize(scores), "rows": rows}
+    if max(len(v) for v in videos) > SEGMENT_FRAMES:
+        result["over_time"] = {"segment_frames": SEGMENT_FRAMES, "world": world, "model": curve(videos, prompts, world)}
+    return result
