@@ -16,10 +16,26 @@ from .toyworld.render import NUM_FRAMES
 USER_ERRORS = (CheckpointError, ConfigError, PromptError, FileNotFoundError)
 
 
+def run_config(args: argparse.Namespace) -> dict:
+    """The run's config with the command line's device and dtype written in as top-level `device:` / `dtype:`.
+
+    `--device` (else the config's `device`, else auto) is resolved here, so a GPU asked for on a machine
+    without one is a one-line error before anything loads; `--dtype` replaces the config's `dtype` if given.
+    """
+    from .device import resolve_device
+
+    config = load_config(args.config, args.set)
+    config["device"] = args.device or config.get("device") or "auto"
+    resolve_device(config["device"])
+    if args.dtype:
+        config["dtype"] = args.dtype
+    return config
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from .pretrain import pretrain
 
-    config = load_config(args.config, args.set)
+    config = run_config(args)
     path = pretrain(config, Path(args.out), resume=args.resume)
     print(f"teacher weights: {path}")
 
@@ -28,7 +44,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from .generate import generate_to_dir, read_prompts
     from .pipeline import VideoPipeline
 
-    pipe = VideoPipeline.from_checkpoint(args.checkpoint)
+    pipe = VideoPipeline.from_checkpoint(args.checkpoint, args.device or "auto", args.dtype)
     prompts = read_prompts(args.prompt, args.prompts, grammar=pipe.family == "toy")
     frames = args.frames if args.frames is not None else NUM_FRAMES
     manifest = generate_to_dir(pipe, prompts, frames, args.seed, Path(args.out), steps=args.steps)
@@ -38,14 +54,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
 def cmd_ode_init(args: argparse.Namespace) -> None:
     from .distill.ode_init import ode_init
 
-    path = ode_init(load_config(args.config, args.set), Path(args.out), resume=args.resume)
+    path = ode_init(run_config(args), Path(args.out), resume=args.resume)
     print(f"ODE-initialised student: {path}")
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
     from .distill.trainer import distill, dry_run
 
-    config = load_config(args.config, args.set)
+    config = run_config(args)
     if args.dry_run:
         logs = dry_run(config)
         if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
@@ -79,7 +95,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         result = evaluate_dir(args.videos)
         print(markdown_table({args.videos: result["summary"]}))
     else:
-        result = evaluate_checkpoint(args.checkpoint, args.split, args.per_prompt, args.seed, subset=args.subset)
+        result = evaluate_checkpoint(args.checkpoint, args.split, args.per_prompt, args.seed, subset=args.subset,
+                                     device=args.device or "auto", dtype=args.dtype)
         if args.strip:
             shown = save_comparison_strip(Path(args.strip), result)
             print(f"{args.strip}: each video above its ground truth; prompts from the top: " + "; ".join(shown))
@@ -97,7 +114,8 @@ def cmd_reward_reliability(args: argparse.Namespace) -> None:
 
     from .reward.reliability import reward_reliability
 
-    result = reward_reliability(args.checkpoint, args.reward, args.split, args.subset, args.per_prompt, args.seed)
+    result = reward_reliability(args.checkpoint, args.reward, args.split, args.subset, args.per_prompt, args.seed,
+                                device=args.device or "auto")
     print(f"Spearman rho of each reward head against its ToyBench axis, {result['videos']} videos of "
           f"{args.checkpoint} ({args.split} split)\n")
     print("| reward | VQ | MQ | TA |\n|---|---|---|---|")
@@ -135,7 +153,7 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
         raise ConfigError(f"config {args.config!r} has no `reweight` section; pass a Stream-R1 config "
                           "(e.g. --config toy-stream-r1)")
     result = diagnose(args.checkpoint, args.reward, reweight, args.split, args.subset, args.per_prompt, args.seed,
-                      steps=args.steps)
+                      steps=args.steps, device=args.device or "auto")
     steps = f", {args.steps} sampling steps" if args.steps else ""
     print(f"{result['videos']} videos ({args.split} split{steps}), reward {args.reward}\n")
     for name, p in result["profiles"].items():
@@ -152,7 +170,8 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from .serve.server import ServeError, load_pipeline, run_server
 
-    pipe = load_pipeline(args.checkpoint)  # checkpoint problems first: they need no web packages
+    # checkpoint problems first: they need no web packages
+    pipe = load_pipeline(args.checkpoint, args.device or "auto", args.dtype)
     try:
         from .serve import ServeLimits
         from .serve.app import create_app
@@ -177,20 +196,36 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     command = " ".join(["stream-r1 compare", "--config", args.config, "--out", args.out,
                         *(f"--set {shlex.quote(x)}" for x in args.set),
-                        *([f"--workers {args.workers}"] if args.workers else [])])
+                        *([f"--workers {args.workers}"] if args.workers else []),
+                        *([f"--device {args.device}"] if args.device else [])])
     try:
-        report = run_compare(args.config, Path(args.out), args.set, command=command, workers=args.workers)
+        report = run_compare(args.config, Path(args.out), args.set, command=command, workers=args.workers,
+                             device=args.device or "auto")
     except RuntimeError as err:  # some jobs failed; the partial report is written
         print(f"stream-r1 compare: {err}", file=sys.stderr)
         sys.exit(1)
     print(f"report: {report}")
 
 
-def add_run_args(p: argparse.ArgumentParser, default_config: str, out_required: bool = True) -> None:
+def add_device_args(p: argparse.ArgumentParser, dtype: bool = True, where: str = "") -> None:
+    """--device (and --dtype) of a command that runs a model."""
+    p.add_argument("--device", metavar="auto|cpu|cuda|cuda:N",
+                   help="where the models run (default auto: this rank's GPU if there is one, else the CPU"
+                   f"{where})")
+    if dtype:
+        p.add_argument("--dtype", metavar="auto|float32|bfloat16|float16",
+                       help="compute dtype (default auto: float32, bfloat16 for a paper-scale model on a GPU"
+                       f"{where})")
+
+
+def add_run_args(p: argparse.ArgumentParser, default_config: str, out_required: bool = True,
+                 device: bool = True) -> None:
     p.add_argument("--config", default=default_config, help="YAML path or packaged config name")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--out", required=out_required, help="run directory (checkpoints, TensorBoard, weights)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    if device:
+        add_device_args(p, where="; or the config's device: / dtype:")
 
 
 def positive_int(text: str) -> int:
@@ -227,10 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, help="sampling steps (default: the checkpoint's own)")
     p.add_argument("--seed", type=int, default=0, help="prompt i uses seed+i")
     p.add_argument("--out", required=True, help="output directory")
+    add_device_args(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("train-reward", help="train the toy video reward model (Bradley-Terry on degraded pairs)")
-    add_run_args(p, "toy-reward")
+    add_run_args(p, "toy-reward", device=False)  # a small CPU model trained on rendered pairs
     p.set_defaults(func=cmd_train_reward)
 
     p = sub.add_parser("evaluate", help="ToyBench scores of generated videos or of a checkpoint on held-out prompts")
@@ -243,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the full result as JSON here")
     p.add_argument("--strip", help="with --checkpoint: a PNG of six videos, each above its ground truth")
+    add_device_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("reward-reliability", help="how well toy reward models rank one generator's videos "
@@ -254,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-prompt", type=positive_int, default=2)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", help="write the result as JSON here")
+    add_device_args(p, dtype=False, where="; the generator's videos, the toy rewards score on the CPU")
     p.set_defaults(func=cmd_reward_reliability)
 
     p = sub.add_parser("reward-speed", help="each toy reward head's score on ground truth moving k times its "
@@ -279,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the profiles as JSON here")
     p.add_argument("--steps", type=positive_int, help="sampling steps for every model (default: its own schedule)")
     p.add_argument("--plot", help="write a PNG of the motion and weight profiles here")
+    add_device_args(p, dtype=False, where="; the generators' videos, the toy reward scores on the CPU")
     p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("serve", help="a web page that streams a video chunk by chunk as it is generated")
@@ -290,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-prompt-chars", type=positive_int, default=200, help="longest prompt accepted")
     p.add_argument("--chunk-delay", type=float, default=0.0, metavar="S",
                    help="sleep S seconds before sending each chunk (tests and demos only)")
+    add_device_args(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="the main job on the toy world: Stream-R1 distillation, samples, report")
@@ -305,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--out", required=True, help="results directory (runs/, results.md, results.json, plots)")
     p.add_argument("--workers", type=positive_int, help="worker processes, one thread each (default: the config's)")
+    add_device_args(p, dtype=False, where="; every worker trains and generates there")
     p.set_defaults(func=cmd_compare)
     return parser
 

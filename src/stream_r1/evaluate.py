@@ -63,11 +63,11 @@ def ground_truth_uint8(prompts: list[str], seed: int) -> list[np.ndarray]:
 
 def evaluate_checkpoint(
     checkpoint: str, split: str = "heldout", per_prompt: int = 2, seed: int = 0, batch_size: int = 32,
-    subset: int | None = None,
+    subset: int | None = None, device: str = "cpu", dtype: str | None = None,
 ) -> dict:
-    """ToyBench summary of a checkpoint, of ground truth, and their per-axis ratio."""
+    """ToyBench summary of a checkpoint (generating on `device` in `dtype`), of ground truth, and their ratio."""
     prompts = eval_prompts(split, per_prompt, subset)
-    pipe = VideoPipeline.from_checkpoint(checkpoint)
+    pipe = VideoPipeline.from_checkpoint(checkpoint, device, dtype)
     videos, seconds = generate_uint8(pipe, prompts, seed, batch_size=batch_size)
     model = score_batch(videos, prompts)
     truth_videos = ground_truth_uint8(prompts, seed)
