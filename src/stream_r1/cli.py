@@ -13,6 +13,7 @@ from .config import ConfigError, load_config
 from .toyworld.prompts import PromptError
 from .toyworld.render import NUM_FRAMES
 
+WAN_FRAMES = 81  # the default clip at paper scale: 21 latent frames = 7 chunks of 3
 USER_ERRORS = (CheckpointError, ConfigError, PromptError, FileNotFoundError)
 
 
@@ -46,9 +47,34 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     pipe = VideoPipeline.from_checkpoint(args.checkpoint, args.device or "auto", args.dtype)
     prompts = read_prompts(args.prompt, args.prompts, grammar=pipe.family == "toy")
-    frames = args.frames if args.frames is not None else NUM_FRAMES
+    frames = args.frames if args.frames is not None else (WAN_FRAMES if pipe.family == "wan" else NUM_FRAMES)
     manifest = generate_to_dir(pipe, prompts, frames, args.seed, Path(args.out), steps=args.steps)
     print(f"wrote {len(manifest)} videos to {args.out} (manifest.json, i.mp4, i.npz)")
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from .models.wan_convert import convert
+
+    student = {k: v for k, v in (("frames_per_chunk", args.frames_per_chunk),
+                                 ("local_attn_frames", args.local_attn_frames),
+                                 ("sink_frames", args.sink_frames)) if v is not None}
+    path = convert(args.source, args.out, args.components, args.which, (args.height, args.width),
+                   args.max_length, args.negative_prompt, **student)
+    import json
+
+    from safetensors import safe_open
+
+    from .models.dit import DiTConfig
+
+    with safe_open(str(path), framework="pt") as f:  # what generate will read, without loading the weights again
+        meta = f.metadata()
+    c, extra = DiTConfig.from_dict(json.loads(meta["config"])), json.loads(meta["extra"])
+    kind = "causal student" if c.causal else "bidirectional model"
+    window = ("global causal attention" if c.local_attn_frames == -1 else
+              f"{c.local_attn_frames}-frame window, {c.sink_frames} sink frames") if c.causal else "full attention"
+    sampler = ", ".join(f"{k} {v}" for k, v in extra["sampler"].items())
+    print(f"{path}: {kind} ({c.num_layers} layers, dim {c.dim}), {window}; sampler: {sampler}\n"
+          f"  generate with: stream-r1 generate --checkpoint {path} --prompt TEXT --out DIR")
 
 
 def cmd_ode_init(args: argparse.Namespace) -> None:
@@ -264,6 +290,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     add_device_args(p)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("convert", help="a Wan 2.1 / Self-Forcing / diffusers download as a stream-r1 checkpoint "
+                       "that generate and serve load")
+    p.add_argument("source", help="a Self-Forcing .pt, an original Wan 2.1 folder, a diffusers pipeline folder, "
+                   "or one transformer file")
+    p.add_argument("--out", required=True, help="the stream-r1 checkpoint to write (.safetensors)")
+    p.add_argument("--components", help="a Wan2.1-T2V-*-Diffusers folder whose vae/ text_encoder/ tokenizer/ the "
+                   "checkpoint uses (default: SOURCE, when it is one)")
+    p.add_argument("--which", help="the sub-dict of a .pt (default generator_ema, else generator; critic: the "
+                   "bidirectional fake score)")
+    p.add_argument("--height", type=positive_int, default=480, help="pixel height generated (default 480)")
+    p.add_argument("--width", type=positive_int, default=832, help="pixel width generated (default 832)")
+    p.add_argument("--max-length", type=positive_int, default=512, help="UMT5 tokens per prompt (Wan: 512)")
+    p.add_argument("--negative-prompt", default="", help="the negative prompt of guidance (bidirectional models)")
+    p.add_argument("--frames-per-chunk", type=positive_int, help="causal student: latent frames a chunk (default 3)")
+    p.add_argument("--local-attn-frames", type=int,
+                   help="causal student: attention window in latent frames (default -1, global, as Self-Forcing)")
+    p.add_argument("--sink-frames", type=int, help="causal student: sink frames kept in the window (default 0)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("train-reward", help="train the toy video reward model (Bradley-Terry on degraded pairs)")
     add_run_args(p, "toy-reward", device=False)  # a small CPU model trained on rendered pairs

@@ -128,11 +128,12 @@ def _read_prompts(config: dict) -> list[str]:
 
 def wan_components(config: dict) -> Components:
     """Wan 2.1 teacher (bf16, autocast), critic and self-forcing student from local files."""
+    from ..device import resolve_dtype
     from ..models.umt5 import UMT5TextEncoder
     from ..models.wan_io import load_wan_dit
     from ..models.wan_vae import WanVAECodec
 
-    dtype = getattr(torch, config.get("dtype", "bfloat16"))
+    dtype = resolve_dtype(config.get("dtype"), torch.bfloat16)
     path, which = _source(config["teacher"])
     teacher = Autocast(load_wan_dit(path, which, dtype=dtype).requires_grad_(False), dtype)
     path, which = _source(config.get("critic_init") or config["teacher"])
@@ -150,12 +151,18 @@ def wan_components(config: dict) -> Components:
 
 DRY_RUN_SHAPES = dict(dim=32, ffn_dim=64, num_heads=2, num_layers=2, freq_dim=32, text_dim=16, latent_channels=16,
                       height=32, width=32)
+# the teacher is wider and deeper than the student and critic, as Wan 14B is beside Wan 1.3B (same latents, text)
+DRY_RUN_TEACHER = dict(DRY_RUN_SHAPES, dim=48, ffn_dim=96, num_heads=3, num_layers=3)
 DRY_RUN_PROMPTS = ["a red fox runs through snow", "a paper boat drifts on a calm lake",
                    "city lights at night seen from a moving train", "a hummingbird hovers near a flower"]
 
 
 def tiny_wan_components(config: dict) -> Components:
-    """The paper-scale classes (DiT in Wan layout, AutoencoderKLWan, UMT5) with tiny random weights."""
+    """The paper-scale classes (DiT in Wan layout, AutoencoderKLWan, UMT5) with tiny random weights.
+
+    As at paper scale the teacher (DRY_RUN_TEACHER) is wider and deeper than the student; the critic
+    starts from the student-sized model and the causal student from the same weights.
+    """
     from ..models.dit import DiT, DiTConfig
     from ..models.umt5 import tiny_umt5
     from ..models.wan_io import dit_from_diffusers
@@ -166,15 +173,16 @@ def tiny_wan_components(config: dict) -> Components:
     negative = str(config.get("text", {}).get("negative_prompt", ""))
     text = tiny_umt5(words + negative.split(), d_model=s["text_dim"], negative_prompt=negative)
     codec = WanVAECodec(tiny_wan_vae(z_dim=s["latent_channels"]))
+    from ..device import resolve_dtype
+
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        teacher = dit_from_diffusers(_tiny_diffusers_wan(s)).requires_grad_(False)
-    dtype = getattr(torch, config.get("dtype", "bfloat16"))
-    critic = DiT(DiTConfig(**teacher.cfg.to_dict()))
-    critic.load_state_dict(teacher.state_dict())
-    student_cfg = {**teacher.cfg.to_dict(), "causal": True, **config.get("student", {})}
+        teacher = dit_from_diffusers(_tiny_diffusers_wan(DRY_RUN_TEACHER)).requires_grad_(False)
+        critic = dit_from_diffusers(_tiny_diffusers_wan(s))
+    dtype = resolve_dtype(config.get("dtype"), torch.bfloat16)
+    student_cfg = {**critic.cfg.to_dict(), "causal": True, **config.get("student", {})}
     generator = DiT(DiTConfig(**student_cfg))
-    generator.load_state_dict(teacher.state_dict())
+    generator.load_state_dict(critic.state_dict())
     meta = {"family": "wan", "frame_size": [s["height"], s["width"]], "dry_run": True}
     return Components(Autocast(teacher, dtype), critic, generator, text, codec, (s["height"], s["width"]),
                       list(DRY_RUN_PROMPTS), meta)
