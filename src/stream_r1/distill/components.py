@@ -139,7 +139,7 @@ def wan_components(config: dict) -> Components:
     path, which = _source(config.get("critic_init") or config["teacher"])
     critic = load_wan_dit(path, which)
     path, which = _source(config["student_init"])
-    generator = load_wan_dit(path, which, causal=True, **config.get("student", {}))
+    generator = load_wan_dit(path, which, **{**config.get("student", {}), "causal": True})  # the preset names causal
     text_cfg = dict(config["text"])
     text = UMT5TextEncoder.from_pretrained(text_cfg.pop("path"), text_cfg.pop("tokenizer"), dtype=dtype, **text_cfg)
     codec = WanVAECodec.from_pretrained(config["codec"]["path"], dtype=torch.float32)
