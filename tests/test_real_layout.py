@@ -71,3 +71,38 @@ def test_a_missing_download_is_a_clear_error(downloads, key):
     config[key] = {"path": str(downloads["wan_14b"].parent / "nowhere")}
     with pytest.raises(CheckpointError, match="download it first"):
         wan_components(config)
+
+
+def test_empty_components_hold_no_weights_until_filled(downloads):
+    from stream_r1.distill.components import fill_components, wan_components
+
+    config = preset_config(downloads)
+    parts = wan_components(config, empty=True)  # the DiTs on the meta device, their files kept open
+    models = {"teacher": parts.teacher.module, "critic": parts.critic, "generator": parts.generator}
+    assert all(p.is_meta for m in models.values() for p in m.parameters())
+    assert sorted(parts.sources) == sorted(models)
+    fill_components(parts, "cpu")
+    assert not parts.sources and not any(p.is_meta for m in models.values() for p in m.parameters())
+    eager = wan_components(config)
+    for role, model in models.items():
+        ref = getattr(eager, role)
+        ref = ref.module if role == "teacher" else ref
+        assert model.cfg == ref.cfg
+        a, b = model.state_dict(), ref.state_dict()
+        assert all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in b), role
+
+
+@pytest.mark.slow  # torchrun start-up: ~25 s on this machine
+def test_two_ranks_each_fill_only_their_shard(downloads):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("fill_shards.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(downloads["wan_14b"])]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rank 0: ok" in proc.stdout and "rank 1: ok" in proc.stdout

@@ -33,6 +33,7 @@ class Components:
     frame_size: tuple[int, int]  # pixel (height, width)
     prompts: list[str]
     metadata: dict = field(default_factory=dict)  # what an exported student needs to rebuild its pipeline
+    sources: dict = field(default_factory=dict)  # role -> WanSource of a model left on the meta device (empty=True)
 
 
 class Autocast(nn.Module):
@@ -126,27 +127,43 @@ def _read_prompts(config: dict) -> list[str]:
     return prompts
 
 
-def wan_components(config: dict) -> Components:
-    """Wan 2.1 teacher (bf16, autocast), critic and self-forcing student from local files."""
+def wan_components(config: dict, empty: bool = False) -> Components:
+    """Wan 2.1 teacher (bf16, autocast), critic and self-forcing student from local files.
+
+    With `empty` the three DiTs stay on the meta device (no host memory) and `sources` holds their files:
+    shard them first, then `fill_components` allocates and reads each rank's share only.
+    """
     from ..device import resolve_dtype
     from ..models.umt5 import UMT5TextEncoder
-    from ..models.wan_io import load_wan_dit
+    from ..models.wan_io import wan_dit_source
     from ..models.wan_vae import WanVAECodec
 
     dtype = resolve_dtype(config.get("dtype"), torch.bfloat16)
-    path, which = _source(config["teacher"])
-    teacher = Autocast(load_wan_dit(path, which, dtype=dtype).requires_grad_(False), dtype)
-    path, which = _source(config.get("critic_init") or config["teacher"])
-    critic = load_wan_dit(path, which)
-    path, which = _source(config["student_init"])
-    generator = load_wan_dit(path, which, **{**config.get("student", {}), "causal": True})  # the preset names causal
+    sources = {"teacher": wan_dit_source(*_source(config["teacher"]), dtype=dtype),
+               "critic": wan_dit_source(*_source(config.get("critic_init") or config["teacher"])),
+               "generator": wan_dit_source(*_source(config["student_init"]),  # the preset's student names causal
+                                           **{**config.get("student", {}), "causal": True})}
+    models = {role: src.empty() if empty else src.load() for role, src in sources.items()}
+    teacher = Autocast(models["teacher"].requires_grad_(False), dtype)
+    critic, generator = models["critic"], models["generator"]
     text_cfg = dict(config["text"])
     text = UMT5TextEncoder.from_pretrained(text_cfg.pop("path"), text_cfg.pop("tokenizer"), dtype=dtype, **text_cfg)
     codec = WanVAECodec.from_pretrained(config["codec"]["path"], dtype=torch.float32)
     video = config.get("video", {})
     size = (int(video.get("height", 480)), int(video.get("width", 832)))
     meta = {"family": "wan", "frame_size": list(size), "text": dict(config["text"]), "codec": dict(config["codec"])}
-    return Components(teacher, critic, generator, text, codec, size, _read_prompts(config), meta)
+    return Components(teacher, critic, generator, text, codec, size, _read_prompts(config), meta,
+                      sources if empty else {})
+
+
+def fill_components(parts: Components, device: str | torch.device = "cpu") -> None:
+    """Allocate on `device` and read from file every DiT that `wan_components(empty=True)` left on the meta
+    device; call it after sharding them (FSDP2), so that each rank allocates and keeps its own shard only."""
+    for role, source in parts.sources.items():
+        module = getattr(parts, role)
+        inner = module.module if isinstance(module, Autocast) else module
+        source.fill_(inner.to_empty(device=device))
+    parts.sources = {}
 
 
 DRY_RUN_SHAPES = dict(dim=32, ffn_dim=64, num_heads=2, num_layers=2, freq_dim=32, text_dim=16, latent_channels=16,
