@@ -28,3 +28,13 @@ def randomized(model: DiT, seed: int = 0) -> DiT:
 def tiny_causal() -> DiT:
     torch.manual_seed(0)
     return randomized(DiT(tiny_config(causal=True))).eval()
+
+
+@pytest.fixture(scope="session")
+def downloads(tmp_path_factory):
+    """Tiny random Wan / Self-Forcing / VideoReward downloads in their real folder layouts, built once per session."""
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from .real_layout import build_downloads
+
+    return build_downloads(tmp_path_factory.mktemp("downloads"))

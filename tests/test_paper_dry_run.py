@@ -43,6 +43,9 @@ def test_dry_run_runs_one_stream_r1_step_on_the_cpu(capsys):
     d = Distiller(dry_run_config(load_config(PRESET)), "unused", dry_run=True)  # the same classes as at paper scale
     assert isinstance(d.teacher, Autocast) and isinstance(d.teacher.module, DiT) and isinstance(d.generator, DiT)
     assert d.generator.cfg.causal and d.generator.cfg.sink_frames == 3
+    t, g, c = d.teacher.cfg, d.generator.cfg, d.critic.cfg  # the 14B / 1.3B pairing, scaled down
+    assert t.dim > g.dim and t.num_layers > g.num_layers and t.num_heads > g.num_heads
+    assert (c.dim, c.num_layers) == (g.dim, g.num_layers) and not c.causal
     assert isinstance(d.codec, WanVAECodec) and isinstance(d.text, UMT5TextEncoder)
     assert isinstance(d.reweighter.reward.raw_fn, VideoRewardModel)
     assert d.latent_shape(1) == (1, 16, 6, 4, 4)  # 21 frames -> 6 latent frames = 2 chunks of 3

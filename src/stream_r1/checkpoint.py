@@ -29,6 +29,8 @@ SHORT_NAMES = {
 }
 GENERATORS = ("toy-teacher", "toy-ode-init", "toy-dmd", "toy-stream-r1")  # the short names that are DiTs
 DIT_FORMAT = "stream-r1-dit"
+CONVERT_HINT = ("convert it once with: stream-r1 convert {path} --components Wan2.1-T2V-1.3B-Diffusers "
+                "--out student.safetensors")
 
 
 class CheckpointError(RuntimeError):
@@ -46,6 +48,9 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
     path = Path(key)
     if path.is_dir() and (path / "model.safetensors").exists():
         path = path / "model.safetensors"
+    elif path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a stream-r1 checkpoint; if it is a Wan 2.1 download, "
+                              + CONVERT_HINT.format(path=path))
     if not path.exists():
         raise CheckpointError(
             f"no checkpoint {key!r}: not a file and not one of the short names {sorted(SHORT_NAMES)}"
@@ -76,8 +81,20 @@ def save_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dict
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def is_torch_pickle(path: Path) -> bool:
+    """A torch.save file (a zip archive or a legacy pickle), e.g. a Self-Forcing `.pt`, not safetensors."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{":  # safetensors: an 8-byte header length, then its JSON header
+        return False
+    return head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+
+
 def load_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load tensors and metadata of a safetensors file; a corrupt file raises CheckpointError."""
+    if Path(path).is_file() and is_torch_pickle(path):
+        raise CheckpointError(f"{path} is a torch .pt file, not safetensors; if it holds a Wan / Self-Forcing "
+                              "model, " + CONVERT_HINT.format(path=path))
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -102,7 +119,7 @@ def load_dit(name_or_path: str | os.PathLike, **overrides) -> tuple[DiT, dict]:
     if meta.get("format") != DIT_FORMAT:
         raise CheckpointError(
             f"{path} is not a stream-r1 DiT checkpoint (format={meta.get('format')!r}); "
-            "pass a file written by stream-r1 or convert it with stream_r1.models.wan_io"
+            "pass a file written by stream-r1, or if it is a Wan 2.1 transformer, " + CONVERT_HINT.format(path=path)
         )
     cfg = DiTConfig.from_dict({**json.loads(meta["config"]), **overrides})
     model = DiT(cfg)

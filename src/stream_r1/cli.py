@@ -13,13 +13,30 @@ from .config import ConfigError, load_config
 from .toyworld.prompts import PromptError
 from .toyworld.render import NUM_FRAMES
 
+WAN_FRAMES = 81  # the default clip at paper scale: 21 latent frames = 7 chunks of 3
 USER_ERRORS = (CheckpointError, ConfigError, PromptError, FileNotFoundError)
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    """The run's config with the command line's device and dtype written in as top-level `device:` / `dtype:`.
+
+    `--device` (else the config's `device`, else auto) is resolved here, so a GPU asked for on a machine
+    without one is a one-line error before anything loads; `--dtype` replaces the config's `dtype` if given.
+    """
+    from .device import resolve_device
+
+    config = load_config(args.config, args.set)
+    config["device"] = args.device or config.get("device") or "auto"
+    resolve_device(config["device"])
+    if args.dtype:
+        config["dtype"] = args.dtype
+    return config
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from .pretrain import pretrain
 
-    config = load_config(args.config, args.set)
+    config = run_config(args)
     path = pretrain(config, Path(args.out), resume=args.resume)
     print(f"teacher weights: {path}")
 
@@ -28,9 +45,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from .generate import generate_to_dir, read_prompts
     from .pipeline import VideoPipeline
 
-    pipe = VideoPipeline.from_checkpoint(args.checkpoint)
+    pipe = VideoPipeline.from_checkpoint(args.checkpoint, args.device or "auto", args.dtype)
     prompts = read_prompts(args.prompt, args.prompts, grammar=pipe.family == "toy")
-    frames = args.frames if args.frames is not None else NUM_FRAMES
+    frames = args.frames if args.frames is not None else (WAN_FRAMES if pipe.family == "wan" else NUM_FRAMES)
     init = None
     if args.init_video:
         from .video_io import read_video
@@ -40,17 +57,42 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(f"wrote {len(manifest)} videos to {args.out} (manifest.json, i.mp4, i.npz)")
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    from .models.wan_convert import convert
+
+    student = {k: v for k, v in (("frames_per_chunk", args.frames_per_chunk),
+                                 ("local_attn_frames", args.local_attn_frames),
+                                 ("sink_frames", args.sink_frames)) if v is not None}
+    path = convert(args.source, args.out, args.components, args.which, (args.height, args.width),
+                   args.max_length, args.negative_prompt, **student)
+    import json
+
+    from safetensors import safe_open
+
+    from .models.dit import DiTConfig
+
+    with safe_open(str(path), framework="pt") as f:  # what generate will read, without loading the weights again
+        meta = f.metadata()
+    c, extra = DiTConfig.from_dict(json.loads(meta["config"])), json.loads(meta["extra"])
+    kind = "causal student" if c.causal else "bidirectional model"
+    window = ("global causal attention" if c.local_attn_frames == -1 else
+              f"{c.local_attn_frames}-frame window, {c.sink_frames} sink frames") if c.causal else "full attention"
+    sampler = ", ".join(f"{k} {v}" for k, v in extra["sampler"].items())
+    print(f"{path}: {kind} ({c.num_layers} layers, dim {c.dim}), {window}; sampler: {sampler}\n"
+          f"  generate with: stream-r1 generate --checkpoint {path} --prompt TEXT --out DIR")
+
+
 def cmd_ode_init(args: argparse.Namespace) -> None:
     from .distill.ode_init import ode_init
 
-    path = ode_init(load_config(args.config, args.set), Path(args.out), resume=args.resume)
+    path = ode_init(run_config(args), Path(args.out), resume=args.resume)
     print(f"ODE-initialised student: {path}")
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
     from .distill.launch import distill, dry_run
 
-    config = load_config(args.config, args.set)
+    config = run_config(args)
     if args.dry_run:
         logs = dry_run(config)
         if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
@@ -89,7 +131,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             raise ConfigError(f"--frames {frames}: ToyBench over time scores {NUM_FRAMES}-frame segments; "
                               f"use a multiple of {NUM_FRAMES}")
         result = evaluate_checkpoint(args.checkpoint, args.split, args.per_prompt, args.seed, subset=args.subset,
-                                     frames=frames, world=args.world)
+                                     frames=frames, world=args.world,
+                                     device=args.device or "auto", dtype=args.dtype)
         if args.strip:
             shown = save_comparison_strip(Path(args.strip), result)
             print(f"{args.strip}: each video above its ground truth; prompts from the top: " + "; ".join(shown))
@@ -112,7 +155,8 @@ def cmd_reward_reliability(args: argparse.Namespace) -> None:
 
     from .reward.reliability import reward_reliability
 
-    result = reward_reliability(args.checkpoint, args.reward, args.split, args.subset, args.per_prompt, args.seed)
+    result = reward_reliability(args.checkpoint, args.reward, args.split, args.subset, args.per_prompt, args.seed,
+                                device=args.device or "auto")
     print(f"Spearman rho of each reward head against its ToyBench axis, {result['videos']} videos of "
           f"{args.checkpoint} ({args.split} split)\n")
     print("| reward | VQ | MQ | TA |\n|---|---|---|---|")
@@ -150,7 +194,7 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
         raise ConfigError(f"config {args.config!r} has no `reweight` section; pass a Stream-R1 config "
                           "(e.g. --config toy-stream-r1)")
     result = diagnose(args.checkpoint, args.reward, reweight, args.split, args.subset, args.per_prompt, args.seed,
-                      steps=args.steps)
+                      steps=args.steps, device=args.device or "auto")
     steps = f", {args.steps} sampling steps" if args.steps else ""
     print(f"{result['videos']} videos ({args.split} split{steps}), reward {args.reward}\n")
     for name, p in result["profiles"].items():
@@ -167,7 +211,8 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from .serve.server import ServeError, load_pipeline, run_server
 
-    pipe = load_pipeline(args.checkpoint)  # checkpoint problems first: they need no web packages
+    # checkpoint problems first: they need no web packages
+    pipe = load_pipeline(args.checkpoint, args.device or "auto", args.dtype)
     try:
         from .serve import ServeLimits
         from .serve.app import create_app
@@ -192,20 +237,36 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     command = " ".join(["stream-r1 compare", "--config", args.config, "--out", args.out,
                         *(f"--set {shlex.quote(x)}" for x in args.set),
-                        *([f"--workers {args.workers}"] if args.workers else [])])
+                        *([f"--workers {args.workers}"] if args.workers else []),
+                        *([f"--device {args.device}"] if args.device else [])])
     try:
-        report = run_compare(args.config, Path(args.out), args.set, command=command, workers=args.workers)
+        report = run_compare(args.config, Path(args.out), args.set, command=command, workers=args.workers,
+                             device=args.device or "auto")
     except RuntimeError as err:  # some jobs failed; the partial report is written
         print(f"stream-r1 compare: {err}", file=sys.stderr)
         sys.exit(1)
     print(f"report: {report}")
 
 
-def add_run_args(p: argparse.ArgumentParser, default_config: str, out_required: bool = True) -> None:
+def add_device_args(p: argparse.ArgumentParser, dtype: bool = True, where: str = "") -> None:
+    """--device (and --dtype) of a command that runs a model."""
+    p.add_argument("--device", metavar="auto|cpu|cuda|cuda:N",
+                   help="where the models run (default auto: this rank's GPU if there is one, else the CPU"
+                   f"{where})")
+    if dtype:
+        p.add_argument("--dtype", metavar="auto|float32|bfloat16|float16",
+                       help="compute dtype (default auto: float32, bfloat16 for a paper-scale model on a GPU"
+                       f"{where})")
+
+
+def add_run_args(p: argparse.ArgumentParser, default_config: str, out_required: bool = True,
+                 device: bool = True) -> None:
     p.add_argument("--config", default=default_config, help="YAML path or packaged config name")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--out", required=out_required, help="run directory (checkpoints, TensorBoard, weights)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    if device:
+        add_device_args(p, where="; or the config's device: / dtype:")
 
 
 def positive_int(text: str) -> int:
@@ -244,10 +305,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--init-video", help="continue this video (.npz from `generate`, or .mp4): its frames go into "
                    "the cache first and --frames new ones follow (causal toy checkpoints)")
+    add_device_args(p)
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("convert", help="a Wan 2.1 / Self-Forcing / diffusers download as a stream-r1 checkpoint "
+                       "that generate and serve load")
+    p.add_argument("source", help="a Self-Forcing .pt, an original Wan 2.1 folder, a diffusers pipeline folder, "
+                   "or one transformer file")
+    p.add_argument("--out", required=True, help="the stream-r1 checkpoint to write (.safetensors)")
+    p.add_argument("--components", help="a Wan2.1-T2V-*-Diffusers folder whose vae/ text_encoder/ tokenizer/ the "
+                   "checkpoint uses (default: SOURCE, when it is one)")
+    p.add_argument("--which", help="the sub-dict of a .pt (default generator_ema, else generator; critic: the "
+                   "bidirectional fake score)")
+    p.add_argument("--height", type=positive_int, default=480, help="pixel height generated (default 480)")
+    p.add_argument("--width", type=positive_int, default=832, help="pixel width generated (default 832)")
+    p.add_argument("--max-length", type=positive_int, default=512, help="UMT5 tokens per prompt (Wan: 512)")
+    p.add_argument("--negative-prompt", default="", help="the negative prompt of guidance (bidirectional models)")
+    p.add_argument("--frames-per-chunk", type=positive_int, help="causal student: latent frames a chunk (default 3)")
+    p.add_argument("--local-attn-frames", type=int,
+                   help="causal student: attention window in latent frames (default -1, global, as Self-Forcing)")
+    p.add_argument("--sink-frames", type=int, help="causal student: sink frames kept in the window (default 0)")
+    p.set_defaults(func=cmd_convert)
+
     p = sub.add_parser("train-reward", help="train the toy video reward model (Bradley-Terry on degraded pairs)")
-    add_run_args(p, "toy-reward")
+    add_run_args(p, "toy-reward", device=False)  # a small CPU model trained on rendered pairs
     p.set_defaults(func=cmd_train_reward)
 
     p = sub.add_parser("evaluate", help="ToyBench scores of generated videos or of a checkpoint on held-out prompts")
@@ -265,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", choices=["toy", "long"], help="the toy world to score in (default: the checkpoint's "
                    "own; 'toy' for --videos)")
     p.add_argument("--plot", help="a PNG of ToyBench over time (VQ/MQ/TA per segment) for videos longer than a segment")
+    add_device_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("reward-reliability", help="how well toy reward models rank one generator's videos "
@@ -276,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-prompt", type=positive_int, default=2)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", help="write the result as JSON here")
+    add_device_args(p, dtype=False, where="; the generator's videos, the toy rewards score on the CPU")
     p.set_defaults(func=cmd_reward_reliability)
 
     p = sub.add_parser("reward-speed", help="each toy reward head's score on ground truth moving k times its "
@@ -301,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the profiles as JSON here")
     p.add_argument("--steps", type=positive_int, help="sampling steps for every model (default: its own schedule)")
     p.add_argument("--plot", help="write a PNG of the motion and weight profiles here")
+    add_device_args(p, dtype=False, where="; the generators' videos, the toy reward scores on the CPU")
     p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("serve", help="a web page that streams a video chunk by chunk as it is generated")
@@ -312,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-prompt-chars", type=positive_int, default=200, help="longest prompt accepted")
     p.add_argument("--chunk-delay", type=float, default=0.0, metavar="S",
                    help="sleep S seconds before sending each chunk (tests and demos only)")
+    add_device_args(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="the main job on the toy world: Stream-R1 distillation, samples, report")
@@ -327,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--out", required=True, help="results directory (runs/, results.md, results.json, plots)")
     p.add_argument("--workers", type=positive_int, help="worker processes, one thread each (default: the config's)")
+    add_device_args(p, dtype=False, where="; every worker trains and generates there")
     p.set_defaults(func=cmd_compare)
     return parser
 

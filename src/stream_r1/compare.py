@@ -154,6 +154,7 @@ class Job:
     reward: str
     eval: EvalSettings
     config: dict | None = None  # the distillation config of a trained row
+    device: str = "cpu"  # where the worker trains and generates (not part of the run's record: same results)
 
     @property
     def label(self) -> str:
@@ -259,15 +260,15 @@ def is_finished(job: Job) -> bool:
 # What a worker does
 
 
-def evaluate_model(model: str, reward_path: str, ev: EvalSettings, seed: int) -> dict:
-    """Generate the evaluation videos of one seed, score them with ToyBench and with the reward model."""
+def evaluate_model(model: str, reward_path: str, ev: EvalSettings, seed: int, device: str = "cpu") -> dict:
+    """Generate the evaluation videos of one seed (on `device`), score them with ToyBench and the reward model."""
     from .evaluate import generate_uint8
     from .pipeline import VideoPipeline
     from .reward.toy import load_toy_reward
     from .toyworld.bench import score_video, summarize
 
     prompts = ev.prompts()
-    pipe = VideoPipeline.from_checkpoint(model)
+    pipe = VideoPipeline.from_checkpoint(model, device)
     videos, seconds = generate_uint8(pipe, prompts, ev.seed + SEED_STRIDE * seed, ev.frames, ev.batch_size)
     bench = [score_video(v, p) for v, p in zip(videos, prompts, strict=True)]
     summary = summarize(bench)
@@ -336,14 +337,15 @@ def run_job(job: Job) -> dict:
             start_step, start = checkpoint_step(run_dir), time.perf_counter()
             with (run_dir / "train.log").open("a") as bar_log, contextlib.redirect_stderr(bar_log):
                 # the progress bar goes to RUN_DIR/train.log; the compare log keeps one line per finished job
-                distill(job.config, run_dir, resume=start_step > 0, evaluator=HeldoutMonitor(job.reward, run_dir))
+                distill({**job.config, "device": job.device}, run_dir, resume=start_step > 0,
+                        evaluator=HeldoutMonitor(job.reward, run_dir))
             seconds = time.perf_counter() - start
             with (run_dir / TIME_FILE).open("a") as f:
                 f.write(json.dumps({"from_step": start_step, "to_step": steps, "seconds": seconds}) + "\n")
             record["trained_steps"] = steps - start_step
         record["train_seconds"] = train_seconds(run_dir, steps)
     start = time.perf_counter()
-    result = evaluate_model(job.model, job.reward, job.eval, job.seed)
+    result = evaluate_model(job.model, job.reward, job.eval, job.seed, job.device)
     result["eval_seconds"] = time.perf_counter() - start
     result["fingerprint"] = eval_fingerprint(job)
     atomic_write(run_dir / EVAL_FILE, lambda p: Path(p).write_text(json.dumps(result)))
@@ -430,7 +432,7 @@ def timed_stream(pipe, ev: EvalSettings, noise_seed: int) -> tuple[float, float,
     return time.perf_counter() - t0, first, torch.cat(chunks, dim=1)[0]
 
 
-def measure_speeds(models: dict[str, str], ev: EvalSettings, seed: int) -> tuple[dict, dict]:
+def measure_speeds(models: dict[str, str], ev: EvalSettings, seed: int, device: str = "cpu") -> tuple[dict, dict]:
     """Frames per second of one streamed video at batch 1 for every model, in this process.
 
     After one warm-up each, the timed runs go round-robin over the models (`fps_videos` rounds, median per
@@ -438,7 +440,7 @@ def measure_speeds(models: dict[str, str], ev: EvalSettings, seed: int) -> tuple
     """
     from .pipeline import VideoPipeline, to_uint8
 
-    pipes = {name: VideoPipeline.from_checkpoint(path) for name, path in models.items()}
+    pipes = {name: VideoPipeline.from_checkpoint(path, device) for name, path in models.items()}
     noise_seed = ev.seed + SEED_STRIDE * seed
     videos = {name: to_uint8(timed_stream(pipe, ev, noise_seed)[2]).numpy() for name, pipe in pipes.items()}
     totals: dict[str, list[float]] = {name: [] for name in pipes}
@@ -478,10 +480,15 @@ def weight_maps(job: Job, video: np.ndarray) -> tuple[np.ndarray, np.ndarray] | 
 
 
 def run_compare(config: str, out: Path, overrides: list[str] | None = None, command: str | None = None,
-                workers: int | None = None) -> Path:
-    """Train and evaluate every row (resuming), then write results.json, results.md and plots; returns results.md."""
-    from .compare_report import git_commit, write_report
+                workers: int | None = None, device: str = "cpu") -> Path:
+    """Train and evaluate every row (resuming), then write results.json, results.md and plots; returns results.md.
 
+    `device` (auto | cpu | cuda | cuda:N): where every worker trains and generates and the speed probe runs.
+    """
+    from .compare_report import git_commit, write_report
+    from .device import resolve_device
+
+    device = str(resolve_device(device))  # a GPU asked for on a machine without one fails before anything runs
     commit = git_commit()  # the code this invocation trains with, before anyone commits on top of it
     raw = load_config(config, overrides)
     s = CompareSettings.from_config(raw)
@@ -492,6 +499,8 @@ def run_compare(config: str, out: Path, overrides: list[str] | None = None, comm
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(s, out)
+    for job in jobs:
+        job.device = device
     for job in jobs:
         if job.config is not None:
             check_run_dir(job)
@@ -507,7 +516,7 @@ def run_compare(config: str, out: Path, overrides: list[str] | None = None, comm
     torch.set_num_threads(1)  # the speed probe: every row single-threaded in this one process
     first = {j.row.name: j for j in jobs if j.seed == s.seeds[0] and (Path(j.run_dir) / EVAL_FILE).exists()}
     log.info("speed probe: %d rows at batch 1, %d timed rounds", len(first), s.eval.fps_videos)
-    speed, videos = measure_speeds({name: job.model for name, job in first.items()}, s.eval, s.seeds[0])
+    speed, videos = measure_speeds({name: job.model for name, job in first.items()}, s.eval, s.seeds[0], device)
     strip = [(name, videos[name], weight_maps(job, videos[name])) for name, job in first.items()]
     report = write_report(s, raw, out, jobs, reused, speed, strip, command or f"stream-r1 compare --config {config}",
                           failures, commit)

@@ -46,11 +46,23 @@ def _index(spec: str) -> int:
 
 
 def resolve_dtype(name: str | torch.dtype | None, default: torch.dtype = torch.float32) -> torch.dtype:
-    """A dtype from its config name (float32 | bfloat16 | float16, or fp32/bf16/fp16)."""
-    if name is None:
+    """A dtype from its config name (float32 | bfloat16 | float16, or fp32/bf16/fp16); None or `auto`: `default`."""
+    if name is None or name == "auto":
         return default
     if isinstance(name, torch.dtype):
         return name
     if name not in DTYPES:
-        raise ConfigError(f"dtype {name!r}: choose one of {sorted(set(DTYPES))}")
+        raise ConfigError(f"dtype {name!r}: choose auto or one of {sorted(set(DTYPES))}")
     return DTYPES[name]
+
+
+def inference_dtype(name: str | torch.dtype | None, device: torch.device, family: str = "toy") -> torch.dtype:
+    """The dtype `generate`/`serve` run a model in: `auto` is bfloat16 for a paper-scale (wan) model on a GPU,
+    float32 otherwise (toy models, and every model on the CPU, keep their float32 results)."""
+    wide = family == "wan" and torch.device(device).type == "cuda"
+    return resolve_dtype(name, torch.bfloat16 if wide else torch.float32)
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """torch.autocast for a reduced dtype on `device`; a no-op context for float32 (results unchanged)."""
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32)

@@ -59,16 +59,18 @@ def weight_profile(videos: list[np.ndarray], prompts: list[str], reward_name: st
 
 
 def diagnose(checkpoints: list[str], reward: str, reweight: dict, split: str = "train", subset: int | None = 48,
-             per_prompt: int = 1, seed: int = 0, frames: int = 12, steps: int | None = None) -> dict:
+             per_prompt: int = 1, seed: int = 0, frames: int = 12, steps: int | None = None,
+             device: str = "cpu") -> dict:
     """Motion and weight profiles for each checkpoint (or `ground-truth`) on the same prompts and seeds.
 
-    `steps` overrides every model's sampling step count (None: each checkpoint's own schedule).
+    `steps` overrides every model's sampling step count (None: each checkpoint's own schedule); the
+    videos are generated on `device`, the toy reward's weights computed on the CPU.
     """
     models = [name for name in checkpoints if name != GROUND_TRUTH]
     if not models:
         raise ValueError("diagnose needs at least one model checkpoint besides ground-truth (its codec sets the "
                          "latent grid of the weights); add e.g. --checkpoint toy-dmd")
-    pipes = {name: VideoPipeline.from_checkpoint(name) for name in models}
+    pipes = {name: VideoPipeline.from_checkpoint(name, device) for name in models}
     prompts = eval_prompts(split, per_prompt, subset)
     result: dict = {"split": split, "videos": len(prompts), "reward": reward, "steps": steps, "profiles": {}}
     for name in checkpoints:

@@ -86,12 +86,14 @@ def over_time(videos: list[np.ndarray], truth: list[np.ndarray], prompts: list[s
 def evaluate_checkpoint(
     checkpoint: str, split: str = "heldout", per_prompt: int = 2, seed: int = 0, batch_size: int = 32,
     subset: int | None = None, frames: int = NUM_FRAMES, world: str | None = None,
+    device: str = "cpu", dtype: str | None = None,
 ) -> dict:
     """ToyBench summary of a checkpoint, of ground truth, and their per-axis ratio; videos longer than one
-    segment also get ToyBench over time (`over_time`). `world` defaults to the checkpoint's own."""
+    segment also get ToyBench over time (`over_time`). Generated on `device` in `dtype`; `world` defaults to the
+    checkpoint's own."""
     world = check_world(world or checkpoint_world(checkpoint))
     prompts = eval_prompts(split, per_prompt, subset)
-    pipe = VideoPipeline.from_checkpoint(checkpoint)
+    pipe = VideoPipeline.from_checkpoint(checkpoint, device, dtype)
     videos, seconds = generate_uint8(pipe, prompts, seed, frames=frames, batch_size=batch_size)
     model = score_batch(videos, prompts, world)
     truth_videos = ground_truth_uint8(prompts, seed, world, frames)

@@ -2,7 +2,9 @@
 
 A causal checkpoint streams chunk by chunk through the KV cache (few denoising steps per chunk);
 a bidirectional one samples the whole clip with the Euler CFG sampler. Prompt i of a call uses seed
-`seed + i` for all of its noise, so a video does not depend on what else is in the batch.
+`seed + i` for all of its noise, so a video does not depend on what else is in the batch. Models, KV
+caches, codec and text encoder live on one device; noise is drawn on CPU generators and moved there,
+so a seed means the same video on every device. Decoded frames come back as float32 on the CPU.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from .checkpoint import load_dit
+from .device import autocast, inference_dtype, resolve_device
 from .diffusion import flow
 from .diffusion.sampler import denoising_sigmas, randn, sample_euler_cfg, stream_chunks
 from .models.codec import SpaceToDepthCodec
@@ -36,6 +40,25 @@ class SamplerSettings:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+class _AutocastDiT(nn.Module):
+    """A DiT whose forwards run under autocast in a reduced dtype and return float32 (samplers stay float32)."""
+
+    def __init__(self, model: DiT, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    @property
+    def cfg(self):
+        return self.model.cfg
+
+    def new_cache(self):
+        return self.model.new_cache()
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        with autocast(next(self.model.parameters()).device, self.dtype):
+            return self.model(*args, **kwargs).float()
+
+
 class VideoPipeline:
     """Generate toy videos from prompts with one DiT checkpoint."""
 
@@ -46,28 +69,39 @@ class VideoPipeline:
         text: ToyTextEncoder,
         sampler: SamplerSettings,
         frame_size: int = FRAME_SIZE,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = dtype
         self.frame_size = frame_size
-        self.model = model.eval()
-        self.codec = codec
-        self.text = text
+        self.model = model.eval().to(device=self.device, dtype=dtype)
+        self.net = self.model if dtype == torch.float32 else _AutocastDiT(self.model, dtype)  # what samplers call
+        self.codec = codec.to(self.device) if isinstance(codec, nn.Module) else codec
+        self.text = text.to(self.device) if isinstance(text, nn.Module) else text
         self.sampler = sampler
 
     @classmethod
-    def from_checkpoint(cls, name_or_path: str | os.PathLike) -> VideoPipeline:
+    def from_checkpoint(cls, name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
+                        dtype: str | torch.dtype | None = None) -> VideoPipeline:
+        """The pipeline of a checkpoint on `device` (auto | cpu | cuda | cuda:N); `dtype` None or auto: float32,
+        except a paper-scale model on a GPU (bfloat16)."""
+        device = resolve_device(device)
         model, extra = load_dit(name_or_path)
         sampler = SamplerSettings.from_dict(extra.get("sampler", {}))
+        dtype = inference_dtype(dtype, device, extra.get("family", "toy"))
         if extra.get("family") == "wan":  # a paper-scale student: Wan VAE and UMT5 from the local paths it records
             from .models.umt5 import UMT5TextEncoder
             from .models.wan_vae import WanVAECodec
 
             text_cfg = dict(extra["text"])
-            text = UMT5TextEncoder.from_pretrained(text_cfg.pop("path"), text_cfg.pop("tokenizer"), **text_cfg)
+            text = UMT5TextEncoder.from_pretrained(text_cfg.pop("path"), text_cfg.pop("tokenizer"), dtype=dtype,
+                                                   **text_cfg)
             codec = WanVAECodec.from_pretrained(extra["codec"]["path"])
-            return cls(model, codec, text, sampler, tuple(extra["frame_size"]))
+            return cls(model, codec, text, sampler, tuple(extra["frame_size"]), device, dtype)
         codec = SpaceToDepthCodec(extra.get("codec", {}).get("factor", 1))
         text = ToyTextEncoder(model.cfg.text_dim)
-        return cls(model, codec, text, sampler, extra.get("frame_size", FRAME_SIZE))
+        return cls(model, codec, text, sampler, extra.get("frame_size", FRAME_SIZE), device, dtype)
 
     @property
     def family(self) -> str:
@@ -109,7 +143,7 @@ class VideoPipeline:
         """
         self.check_frames(frames)
         init = self.encode_init(init_video) if init_video is not None else None
-        cond = self.text(prompts)
+        cond = self.text(prompts).to(self.device)
         gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
         shape = self.latent_shape(len(prompts), frames)
         s = self.sampler
@@ -117,19 +151,20 @@ class VideoPipeline:
             timesteps = s.denoising_timesteps
             if steps is not None:
                 timesteps = torch.linspace(1000, 1000 / steps, steps).tolist()
-            sigmas = denoising_sigmas(timesteps, s.shift)
+            sigmas = denoising_sigmas(timesteps, s.shift).to(self.device)
             fpc = self.model.cfg.frames_per_chunk
             chunk_shape = (*shape[:2], fpc, *shape[3:])
             stream = getattr(self.codec, "stream_decoder", None)  # a causal VAE decodes with its cache carried
             decode = stream().decode if stream is not None else self.codec.decode
-            for chunk in stream_chunks(self.model, shape[2] // fpc, chunk_shape, sigmas, cond, gens, init):
-                yield decode(chunk)
+            for chunk in stream_chunks(self.net, shape[2] // fpc, chunk_shape, sigmas, cond, gens, init):
+                yield decode(chunk).float().cpu()
         else:
-            sigmas = flow.sampling_sigmas(steps or s.steps, s.shift)
+            sigmas = flow.sampling_sigmas(steps or s.steps, s.shift).to(self.device)
             negative = getattr(self.text, "negative", None)
             uncond = negative(len(prompts)) if negative is not None else self.text([""] * len(prompts))
-            noise = randn(shape, gens)
-            yield self.codec.decode(sample_euler_cfg(self.model, noise, sigmas, cond, uncond, s.guidance))
+            noise = randn(shape, gens).to(self.device)  # drawn on the CPU: the same video on every device
+            video = sample_euler_cfg(self.net, noise, sigmas, cond, uncond.to(self.device), s.guidance)
+            yield self.codec.decode(video).float().cpu()
 
     def encode_init(self, video: torch.Tensor) -> torch.Tensor:
         """Latents of the frames a stream continues from; one-line errors for what cannot be continued."""
@@ -141,7 +176,7 @@ class VideoPipeline:
         if video.shape[1] % self.frames_per_chunk:
             raise ValueError(f"the given video has {video.shape[1]} frames; give a whole number of "
                              f"{self.frames_per_chunk}-frame chunks")
-        return self.codec.encode(video)
+        return self.codec.encode(video.to(self.device))
 
     def generate(self, prompts: list[str], frames: int, seed: int, steps: int | None = None) -> torch.Tensor:
         """Whole videos [B, T, 3, H, W] in [0, 1]."""

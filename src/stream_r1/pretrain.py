@@ -1,7 +1,9 @@
 """Teacher pretraining on the toy world: flow matching with shifted sigmas and CFG dropout.
 
 Data is rendered on the fly from a generator seeded by (seed, step), so a resumed run sees exactly
-the batches an uninterrupted one would have seen.
+the batches an uninterrupted one would have seen. Rendering and every random draw stay on the CPU;
+the batch then moves to the config's `device` (the model trains there, under autocast for a reduced
+`dtype`), so a seed gives the same batches on every device.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from tqdm import tqdm
 
 from .checkpoint import load_dit, save_dit
 from .config import ConfigError
+from .device import autocast, resolve_device, resolve_dtype
 from .diffusion import flow
 from .ema import make_ema, update_ema, warmup_decay
 from .models.codec import SpaceToDepthCodec
@@ -116,6 +119,8 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
         if unexpected or any(not k.startswith(new_parts) for k in missing):
             raise ValueError(f"init_from {tcfg['init_from']} does not fit: missing {missing}, unexpected {unexpected}")
         log.info("initialised the teacher from %s", tcfg["init_from"])
+    device, dtype = resolve_device(config.get("device", "cpu")), resolve_dtype(config.get("dtype"))
+    model.to(device)
     params = trainable_parameters(model, tcfg.get("trainable"))
     ema = make_ema(model)
     opt = torch.optim.AdamW(
@@ -144,8 +149,10 @@ def pretrain(config: dict, out: Path, resume: bool = False) -> Path:
         x = codec.encode(videos)
         noise = torch.randn(x.shape, generator=gen)
         sigma = flow.sample_train_sigma(x.shape[0], shift_at(tcfg, step), gen)
+        x, noise, sigma = x.to(device), noise.to(device), sigma.to(device)
         x_t = flow.add_noise(x, noise, sigma)
-        pred = model(x_t, flow.timestep(sigma), text(prompts))
+        with autocast(device, dtype):
+            pred = model(x_t, flow.timestep(sigma), text(prompts).to(device)).float()
         loss = (pred - flow.flow_target(x, noise)).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

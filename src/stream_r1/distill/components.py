@@ -33,6 +33,7 @@ class Components:
     frame_size: tuple[int, int]  # pixel (height, width)
     prompts: list[str]
     metadata: dict = field(default_factory=dict)  # what an exported student needs to rebuild its pipeline
+    sources: dict = field(default_factory=dict)  # role -> WanSource of a model left on the meta device (empty=True)
 
 
 class Autocast(nn.Module):
@@ -126,36 +127,59 @@ def _read_prompts(config: dict) -> list[str]:
     return prompts
 
 
-def wan_components(config: dict) -> Components:
-    """Wan 2.1 teacher (bf16, autocast), critic and self-forcing student from local files."""
+def wan_components(config: dict, empty: bool = False) -> Components:
+    """Wan 2.1 teacher (bf16, autocast), critic and self-forcing student from local files.
+
+    With `empty` the three DiTs stay on the meta device (no host memory) and `sources` holds their files:
+    shard them first, then `fill_components` allocates and reads each rank's share only.
+    """
+    from ..device import resolve_dtype
     from ..models.umt5 import UMT5TextEncoder
-    from ..models.wan_io import load_wan_dit
+    from ..models.wan_io import wan_dit_source
     from ..models.wan_vae import WanVAECodec
 
-    dtype = getattr(torch, config.get("dtype", "bfloat16"))
-    path, which = _source(config["teacher"])
-    teacher = Autocast(load_wan_dit(path, which, dtype=dtype).requires_grad_(False), dtype)
-    path, which = _source(config.get("critic_init") or config["teacher"])
-    critic = load_wan_dit(path, which)
-    path, which = _source(config["student_init"])
-    generator = load_wan_dit(path, which, causal=True, **config.get("student", {}))
+    dtype = resolve_dtype(config.get("dtype"), torch.bfloat16)
+    sources = {"teacher": wan_dit_source(*_source(config["teacher"]), dtype=dtype),
+               "critic": wan_dit_source(*_source(config.get("critic_init") or config["teacher"])),
+               "generator": wan_dit_source(*_source(config["student_init"]),  # the preset's student names causal
+                                           **{**config.get("student", {}), "causal": True})}
+    models = {role: src.empty() if empty else src.load() for role, src in sources.items()}
+    teacher = Autocast(models["teacher"].requires_grad_(False), dtype)
+    critic, generator = models["critic"], models["generator"]
     text_cfg = dict(config["text"])
     text = UMT5TextEncoder.from_pretrained(text_cfg.pop("path"), text_cfg.pop("tokenizer"), dtype=dtype, **text_cfg)
     codec = WanVAECodec.from_pretrained(config["codec"]["path"], dtype=torch.float32)
     video = config.get("video", {})
     size = (int(video.get("height", 480)), int(video.get("width", 832)))
     meta = {"family": "wan", "frame_size": list(size), "text": dict(config["text"]), "codec": dict(config["codec"])}
-    return Components(teacher, critic, generator, text, codec, size, _read_prompts(config), meta)
+    return Components(teacher, critic, generator, text, codec, size, _read_prompts(config), meta,
+                      sources if empty else {})
+
+
+def fill_components(parts: Components, device: str | torch.device = "cpu") -> None:
+    """Allocate on `device` and read from file every DiT that `wan_components(empty=True)` left on the meta
+    device; call it after sharding them (FSDP2), so that each rank allocates and keeps its own shard only."""
+    for role, source in parts.sources.items():
+        module = getattr(parts, role)
+        inner = module.module if isinstance(module, Autocast) else module
+        source.fill_(inner.to_empty(device=device))
+    parts.sources = {}
 
 
 DRY_RUN_SHAPES = dict(dim=32, ffn_dim=64, num_heads=2, num_layers=2, freq_dim=32, text_dim=16, latent_channels=16,
                       height=32, width=32)
+# the teacher is wider and deeper than the student and critic, as Wan 14B is beside Wan 1.3B (same latents, text)
+DRY_RUN_TEACHER = dict(DRY_RUN_SHAPES, dim=48, ffn_dim=96, num_heads=3, num_layers=3)
 DRY_RUN_PROMPTS = ["a red fox runs through snow", "a paper boat drifts on a calm lake",
                    "city lights at night seen from a moving train", "a hummingbird hovers near a flower"]
 
 
 def tiny_wan_components(config: dict) -> Components:
-    """The paper-scale classes (DiT in Wan layout, AutoencoderKLWan, UMT5) with tiny random weights."""
+    """The paper-scale classes (DiT in Wan layout, AutoencoderKLWan, UMT5) with tiny random weights.
+
+    As at paper scale the teacher (DRY_RUN_TEACHER) is wider and deeper than the student; the critic
+    starts from the student-sized model and the causal student from the same weights.
+    """
     from ..models.dit import DiT, DiTConfig
     from ..models.umt5 import tiny_umt5
     from ..models.wan_io import dit_from_diffusers
@@ -166,15 +190,16 @@ def tiny_wan_components(config: dict) -> Components:
     negative = str(config.get("text", {}).get("negative_prompt", ""))
     text = tiny_umt5(words + negative.split(), d_model=s["text_dim"], negative_prompt=negative)
     codec = WanVAECodec(tiny_wan_vae(z_dim=s["latent_channels"]))
+    from ..device import resolve_dtype
+
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        teacher = dit_from_diffusers(_tiny_diffusers_wan(s)).requires_grad_(False)
-    dtype = getattr(torch, config.get("dtype", "bfloat16"))
-    critic = DiT(DiTConfig(**teacher.cfg.to_dict()))
-    critic.load_state_dict(teacher.state_dict())
-    student_cfg = {**teacher.cfg.to_dict(), "causal": True, **config.get("student", {})}
+        teacher = dit_from_diffusers(_tiny_diffusers_wan(DRY_RUN_TEACHER)).requires_grad_(False)
+        critic = dit_from_diffusers(_tiny_diffusers_wan(s))
+    dtype = resolve_dtype(config.get("dtype"), torch.bfloat16)
+    student_cfg = {**critic.cfg.to_dict(), "causal": True, **config.get("student", {})}
     generator = DiT(DiTConfig(**student_cfg))
-    generator.load_state_dict(teacher.state_dict())
+    generator.load_state_dict(critic.state_dict())
     meta = {"family": "wan", "frame_size": [s["height"], s["width"]], "dry_run": True}
     return Components(Autocast(teacher, dtype), critic, generator, text, codec, (s["height"], s["width"]),
                       list(DRY_RUN_PROMPTS), meta)

@@ -5,6 +5,8 @@
 2. The causal student, started from the teacher's weights, learns to jump from each recorded level
    straight to the trajectory's x0, chunk by chunk, with the clean x0 of earlier chunks in its KV cache
    (the context it sees at inference time).
+Both run on the config's `device` (under autocast for a reduced `dtype`); noise and batch draws stay on
+CPU generators, and the trajectory set is kept on the CPU, so a seed gives the same run on every device.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ..checkpoint import load_dit, load_state_dict, save_dit, save_state_dict
+from ..device import autocast, resolve_device, resolve_dtype
 from ..diffusion import flow
 from ..diffusion.sampler import denoising_sigmas, guided_flow, predict_x0, write_cache
 from ..models.codec import SpaceToDepthCodec
@@ -48,7 +51,7 @@ def ode_trajectories(
     guidance: float,
 ) -> torch.Tensor:
     """Latents at each student level plus the final x0: [B, K + 1, C, F, h, w]."""
-    grid = teacher_grid(student_sigmas, steps, shift)
+    grid = teacher_grid(student_sigmas.cpu(), steps, shift).to(noise.device)
     wanted = {round(float(s), 6) for s in student_sigmas}
     x, saved = noise, []
     b = x.shape[0]
@@ -59,8 +62,9 @@ def ode_trajectories(
     return torch.stack([*saved, x], dim=1)
 
 
-def build_dataset(config: dict, teacher: DiT, text: ToyTextEncoder, sigmas: torch.Tensor, shape) -> dict:
-    """Trajectories for `data.trajectories` seeded training prompts, in batches, with a progress bar."""
+def build_dataset(config: dict, teacher: DiT, text: ToyTextEncoder, sigmas: torch.Tensor, shape,
+                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> dict:
+    """Trajectories for `data.trajectories` seeded training prompts, in batches, with a progress bar (on the CPU)."""
     dcfg = config["data"]
     n, bs = dcfg["trajectories"], dcfg["batch_size"]
     gen = torch.Generator().manual_seed(dcfg["seed"])
@@ -70,11 +74,12 @@ def build_dataset(config: dict, teacher: DiT, text: ToyTextEncoder, sigmas: torc
     trajs = []
     for start in tqdm(range(0, n, bs), desc="ode-init: teacher trajectories", dynamic_ncols=True):
         batch = prompts[start : start + bs]
-        noise = torch.randn((len(batch), *shape[1:]), generator=gen)
-        trajs.append(
-            ode_trajectories(teacher, text(batch), text([""] * len(batch)), noise, sigmas,
-                             dcfg["teacher_steps"], config["shift"], config["guidance"])
-        )
+        noise = torch.randn((len(batch), *shape[1:]), generator=gen).to(device)
+        with autocast(device, dtype):
+            trajs.append(
+                ode_trajectories(teacher, text(batch).to(device), text([""] * len(batch)).to(device), noise, sigmas,
+                                 dcfg["teacher_steps"], config["shift"], config["guidance"]).float().cpu()
+            )
     return {"trajectories": torch.cat(trajs), "prompt_index": idx}
 
 
@@ -99,8 +104,9 @@ def ode_init(config: dict, run_dir: Path, resume: bool = False) -> Path:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tcfg = config["train"]
+    device, dtype = resolve_device(config.get("device", "cpu")), resolve_dtype(config.get("dtype"))
     teacher, extra = load_dit(config["teacher"])
-    teacher.requires_grad_(False).eval()
+    teacher.requires_grad_(False).eval().to(device)
     codec = SpaceToDepthCodec(extra.get("codec", {}).get("factor", 1))
     frame_size = extra.get("frame_size", FRAME_SIZE)
     text = ToyTextEncoder(teacher.cfg.text_dim)
@@ -111,13 +117,15 @@ def ode_init(config: dict, run_dir: Path, resume: bool = False) -> Path:
     if data_path.exists():
         data, _ = load_state_dict(data_path)
     else:
-        data = build_dataset(config, teacher, text, sigmas, shape)
+        data = build_dataset(config, teacher, text, sigmas, shape, device, dtype)
         save_state_dict(data_path, data, {"format": "stream-r1-ode-trajectories"})
     trajs, prompt_index = data["trajectories"], data["prompt_index"]
     prompts = [p.text for p in split_prompts("train")]
 
     torch.manual_seed(tcfg["seed"])
     student, _ = load_dit(config["teacher"], causal=True, **config.get("student", {}))
+    student.to(device)
+    del teacher  # the trajectories are all the student learns from
     opt = torch.optim.AdamW(student.parameters(), lr=tcfg["lr"], betas=tuple(tcfg["betas"]))
     step = 0
     ckpt = latest_checkpoint(run_dir) if resume else None
@@ -131,8 +139,9 @@ def ode_init(config: dict, run_dir: Path, resume: bool = False) -> Path:
         g = torch.Generator().manual_seed(tcfg["seed"] * 1_000_003 + step)
         idx = torch.randint(len(trajs), (tcfg["batch_size"],), generator=g)
         levels = torch.randint(len(sigmas), (n_chunks,), generator=g)
-        cond = text([prompts[i] for i in prompt_index[idx]])
-        loss = regression_loss(student, trajs[idx], cond, sigmas, levels)
+        cond = text([prompts[i] for i in prompt_index[idx]]).to(device)
+        with autocast(device, dtype):
+            loss = regression_loss(student, trajs[idx].to(device), cond, sigmas.to(device), levels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), tcfg["grad_clip"])

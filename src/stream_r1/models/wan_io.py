@@ -5,6 +5,12 @@ Wan checkpoint loads as is; diffusers' `WanTransformer3DModel` names (`blocks.0.
 are renamed through one explicit table. Self-forcing-family checkpoints are torch pickles holding
 `generator` / `generator_ema` / `critic` sub-dicts whose keys carry a `model.` prefix (their wrapper
 holds the Wan model as `.model`); FSDP wrapper names are dropped. Everything loads from local paths.
+
+Host memory: files are read lazily (safetensors through its memory map, torch files with mmap=True), the
+DiT is built on the meta device and filled tensor by tensor on its target device, so loading costs the
+model once (on the CPU) or about one tensor (on a GPU), never the file plus the model. `wan_dit_source`
+hands out the empty model and its source separately, so that a parallel run can shard the empty model
+first and then fill each rank's shard only (`WanSource.fill_`, FSDP2 DTensors included).
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..checkpoint import CheckpointError, atomic_write
@@ -124,9 +132,32 @@ def detect_layout(keys) -> str:
 # Reading files
 
 
-def _load_file(path: Path) -> dict:
-    if path.suffix == ".safetensors":
+class TensorRef:
+    """One tensor of a safetensors file: its shape now, its data (through the file's memory map) on `load()`."""
+
+    def __init__(self, handle, key: str) -> None:
+        self.handle, self.key = handle, key
+        self.shape = torch.Size(handle.get_slice(key).get_shape())
+
+    def load(self) -> torch.Tensor:
+        return self.handle.get_tensor(self.key)
+
+
+def materialize(value) -> torch.Tensor:
+    """The tensor behind a state-dict entry (a TensorRef is read now; a tensor is itself)."""
+    return value.load() if isinstance(value, TensorRef) else value
+
+
+def _read_safetensors(path: Path, lazy: bool) -> dict:
+    if not lazy:
         return load_file(str(path))
+    handle = safe_open(str(path), framework="pt")
+    return {k: TensorRef(handle, k) for k in handle.keys()}
+
+
+def _load_file(path: Path, lazy: bool = False) -> dict:
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, lazy)
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is the same user error
@@ -134,12 +165,14 @@ def _load_file(path: Path) -> dict:
                               "re-save it as a plain state dict or safetensors") from err
 
 
-def read_state_dict(path: str | os.PathLike, which: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+def read_state_dict(path: str | os.PathLike, which: str | None = None,
+                    lazy: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
     """Tensors and config.json (or {}) of a Wan transformer file or directory.
 
     A directory holds `*.safetensors` shards (a diffusers pipeline folder: its `transformer/`) and
     usually a config.json. A torch file may hold sub-dicts; `which` picks one (default: the first of
-    generator_ema, generator, critic, model, state_dict present).
+    generator_ema, generator, critic, model, state_dict present). With `lazy`, safetensors entries are
+    TensorRefs read on demand (torch files are memory-mapped either way).
     """
     path = Path(path)
     if path.is_dir() and (path / "transformer").is_dir() and not list(path.glob("*.safetensors")):
@@ -151,11 +184,11 @@ def read_state_dict(path: str | os.PathLike, which: str | None = None) -> tuple[
             raise CheckpointError(f"{path} holds no *.safetensors; point at a Wan 2.1 model folder or a file")
         obj: dict = {}
         for shard in shards:
-            obj.update(load_file(str(shard)))
+            obj.update(_read_safetensors(shard, lazy))
         if (path / "config.json").exists():
             config = json.loads((path / "config.json").read_text())
     elif path.exists():
-        obj = _load_file(path)
+        obj = _load_file(path, lazy)
         if (path.parent / "config.json").exists():
             config = json.loads((path.parent / "config.json").read_text())
     else:
@@ -171,7 +204,7 @@ def _select(obj: dict, which: str | None, path: Path) -> dict[str, torch.Tensor]
         obj = obj[which]
     elif subs:
         obj = obj[subs[0]]
-    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor | TensorRef)]
     if bad:
         raise CheckpointError(f"{path}: entries {bad[:5]} are not tensors; pick a sub-dict with which=...")
     return obj
@@ -202,10 +235,11 @@ def config_from_state(state: dict[str, torch.Tensor], config: dict | None = None
     return DiTConfig(**derived)
 
 
-def load_into_dit(state: dict[str, torch.Tensor], cfg: DiTConfig, dtype: torch.dtype | None = None) -> DiT:
-    """Build a DiT without initialising it (meta device) and assign the Wan-named tensors."""
+def empty_dit(state: dict, cfg: DiTConfig, dtype: torch.dtype | None = None) -> DiT:
+    """The DiT of `cfg` on the meta device (no memory, nothing initialised), in `dtype` (default float32),
+    after checking that `state` (tensors or TensorRefs) fits it key by key and shape by shape."""
     with torch.device("meta"):
-        model = DiT(cfg)
+        model = DiT(cfg).to(dtype or torch.float32)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -216,23 +250,71 @@ def load_into_dit(state: dict[str, torch.Tensor], cfg: DiTConfig, dtype: torch.d
             f"checkpoint does not fit the DiT config: missing {missing[:8]} ({len(missing)}), unexpected "
             f"{unexpected[:8]} ({len(unexpected)}), shape (checkpoint, model) {dict(list(shapes.items())[:8])}; "
             "check the model size (dim/heads/layers) and that this is a Wan 2.1 T2V checkpoint")
-    model.load_state_dict({k: v.to(dtype) if dtype else v for k, v in state.items()}, assign=True)
-    if dtype is None:  # tensors kept their file dtype; make the model uniform float32
-        model.float()
+    if any(True for _ in model.buffers()):  # to_empty would leave them uninitialised; none is in a checkpoint
+        raise RuntimeError("the DiT has buffers; fill_dit must initialise them before meta loading is safe")
     return model
 
 
-def load_wan_dit(path: str | os.PathLike, which: str | None = None, dtype: torch.dtype | None = None,
-                 **overrides) -> DiT:
-    """A Wan 2.1 transformer (original, self-forcing or diffusers layout) as our DiT.
+@torch.no_grad()
+def fill_dit(model: torch.nn.Module, state: dict) -> torch.nn.Module:
+    """Copy `state` into an allocated model (after `to_empty`), one tensor at a time, cast to each parameter's
+    dtype and device. A parameter sharded by FSDP2 (a DTensor) receives only its own shard: every rank reads
+    the full tensor from the memory-mapped file (shared page cache) and keeps its slice, no communication."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
 
-    `overrides` set DiT switches, e.g. causal=True, frames_per_chunk=3, local_attn_frames=9, sink_frames=3.
-    """
-    state, config = read_state_dict(path, which)
+    for name, target in model.state_dict(keep_vars=True).items():
+        src = materialize(state[name])
+        if isinstance(target, DTensor):
+            src = distribute_tensor(src.to(target.to_local().device, target.dtype), target.device_mesh,
+                                    target.placements, src_data_rank=None)
+        target.copy_(src)
+        del src
+    return model
+
+
+def load_into_dit(state: dict, cfg: DiTConfig, dtype: torch.dtype | None = None,
+                  device: str | torch.device = "cpu") -> DiT:
+    """Build the DiT on the meta device, allocate it on `device` in `dtype` (default float32) and fill it."""
+    return fill_dit(empty_dit(state, cfg, dtype).to_empty(device=device), state)
+
+
+@dataclass
+class WanSource:
+    """A Wan transformer on disk, read lazily: its DiT config, its (renamed) entries and the dtype to load in."""
+
+    cfg: DiTConfig
+    state: dict
+    dtype: torch.dtype | None = None
+
+    def empty(self) -> DiT:
+        """The model on the meta device: shard it, then `to_empty` and `fill_`."""
+        return empty_dit(self.state, self.cfg, self.dtype)
+
+    def fill_(self, model: torch.nn.Module) -> torch.nn.Module:
+        return fill_dit(model, self.state)
+
+    def load(self, device: str | torch.device = "cpu") -> DiT:
+        return load_into_dit(self.state, self.cfg, self.dtype, device)
+
+
+def wan_dit_source(path: str | os.PathLike, which: str | None = None, dtype: torch.dtype | None = None,
+                   **overrides) -> WanSource:
+    """A Wan 2.1 transformer file or folder, opened but not read: key names and shapes only."""
+    state, config = read_state_dict(path, which, lazy=True)
     state = strip_wrappers(state)
     if detect_layout(state) == "diffusers":
         state = diffusers_to_wan(state)
-    return load_into_dit(state, config_from_state(state, config, **overrides), dtype)
+    return WanSource(config_from_state(state, config, **overrides), state, dtype)
+
+
+def load_wan_dit(path: str | os.PathLike, which: str | None = None, dtype: torch.dtype | None = None,
+                 device: str | torch.device = "cpu", **overrides) -> DiT:
+    """A Wan 2.1 transformer (original, self-forcing or diffusers layout) as our DiT, on `device`.
+
+    `overrides` set DiT switches, e.g. causal=True, frames_per_chunk=3, local_attn_frames=9, sink_frames=3.
+    Weights stream from the file's memory map straight into the allocated model (module docstring).
+    """
+    return wan_dit_source(path, which, dtype, **overrides).load(device)
 
 
 def dit_from_diffusers(module) -> DiT:

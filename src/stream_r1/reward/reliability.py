@@ -24,10 +24,10 @@ from .toy import load_toy_reward
 
 
 def reward_reliability(checkpoint: str, rewards: list[str], split: str = "train", subset: int | None = 48,
-                       per_prompt: int = 2, seed: int = 0, frames: int = 12) -> dict:
-    """{reward: {axis: ρ}} over `checkpoint`'s videos of `split`, plus the videos' ToyBench means."""
+                       per_prompt: int = 2, seed: int = 0, frames: int = 12, device: str = "cpu") -> dict:
+    """{reward: {axis: ρ}} over `checkpoint`'s videos of `split` (generated on `device`), plus ToyBench means."""
     prompts = eval_prompts(split, per_prompt, subset)
-    videos, _ = generate_uint8(VideoPipeline.from_checkpoint(checkpoint), prompts, seed, frames)
+    videos, _ = generate_uint8(VideoPipeline.from_checkpoint(checkpoint, device), prompts, seed, frames)
     bench = [score_video(v, p) for v, p in zip(videos, prompts, strict=True)]
     out: dict = {"checkpoint": checkpoint, "split": split, "videos": len(prompts),
                  "toybench": {a: sum(getattr(b, a) for b in bench) / len(bench) for a in AXES}, "spearman": {}}

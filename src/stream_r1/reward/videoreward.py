@@ -308,7 +308,11 @@ def load_videoreward(settings: VideoRewardSettings) -> ZScoredReward:
     config = AutoConfig.from_pretrained(settings.base, local_files_only=True)
     config.text_config.vocab_size = state["model.language_model.embed_tokens.weight"].shape[0]
     output_dim = state["rm_head.weight"].shape[0]
-    with torch.device("meta"):
+    from accelerate import init_empty_weights
+
+    # parameters on the meta device (filled from the checkpoint), buffers real: the rotary embeddings' inv_freq
+    # is not in any checkpoint, so a meta buffer would stay empty (the real-layout test caught this)
+    with init_empty_weights(include_buffers=False):
         model = VideoRewardModel(config, tokenizer, template, settings, output_dim)
     dtype = getattr(torch, settings.dtype)
     load_state_into(model, {k: v.to(dtype) for k, v in state.items()})

@@ -64,6 +64,7 @@ class ServerState:
         return {
             "checkpoint": self.checkpoint,
             "causal": self.pipe.model.cfg.causal,
+            "device": str(getattr(self.pipe, "device", "cpu")),
             "frames_per_chunk": fpc,
             "default_frames": min(self.limits.max_frames // fpc, -(-NUM_FRAMES // fpc)) * fpc,
             "max_frames": self.limits.max_frames,

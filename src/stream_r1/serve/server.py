@@ -25,15 +25,15 @@ class ServeError(ValueError):
     """A server that cannot start; the message names the problem and the fix."""
 
 
-def load_pipeline(name_or_path: str | os.PathLike) -> VideoPipeline:
-    """The pipeline to serve; a short name whose weights are not shipped in this install gets its own message."""
+def load_pipeline(name_or_path: str | os.PathLike, device: str = "cpu", dtype: str | None = None) -> VideoPipeline:
+    """The pipeline to serve on `device`; a short name whose weights are not shipped here gets its own message."""
     key = str(name_or_path)
     if key in SHORT_NAMES and not (WEIGHTS_DIR / SHORT_NAMES[key]).exists():
         raise CheckpointError(
             f"checkpoint {key!r} is not shipped in this install ({WEIGHTS_DIR / SHORT_NAMES[key]} is missing); "
             "pass --checkpoint PATH to a student, e.g. RUN_DIR/student.safetensors from `stream-r1 distill`"
         )
-    pipe = VideoPipeline.from_checkpoint(name_or_path)
+    pipe = VideoPipeline.from_checkpoint(name_or_path, device, dtype)
     if not pipe.model.cfg.causal:
         log.warning("%s is bidirectional: each video arrives as one chunk, not streamed", key)
     return pipe
