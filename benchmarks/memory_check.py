@@ -50,14 +50,26 @@ def measure(extra: list[str]) -> dict:
     import torch
 
     from stream_r1.distill.components import dry_run_config
-    from stream_r1.distill.memory import (GB, LiveBytes, RunSettings, build_plan, live_tensors, spec_from_modules,
-                                          storage_bytes)
-    from stream_r1.distill.trainer import Distiller
+    from stream_r1.distill.memory import (
+        GB,
+        LiveBytes,
+        RunSettings,
+        build_plan,
+        live_tensors,
+        spec_from_modules,
+        storage_bytes,
+    )
+    from stream_r1.distill.trainer import Distiller, DistillSettings
 
     torch.manual_seed(0)
     config = reduced_config(extra)
     run_config = dry_run_config(config)
     run_config["train"].update(frames=81, generator_every=1)
+    trainer_checkpoints = "activation_checkpointing" in DistillSettings.__dataclass_fields__
+    if not trainer_checkpoints:  # this trainer has no activation checkpointing yet: measure and plan it without
+        for key in ("activation_checkpointing", "activation_checkpointing_every"):
+            run_config["train"].pop(key, None)
+            config["train"].pop(key, None)
     with tempfile.TemporaryDirectory() as tmp:
         d = Distiller(run_config, Path(tmp), dry_run=True)
         d.train_step(0)
@@ -78,7 +90,8 @@ def measure(extra: list[str]) -> dict:
             del before
             d.train_step(1)
         rss_peak = rss_bytes("VmHWM")
-    return {"config": {"shapes": REDUCED, "overrides": OVERRIDES + extra},
+    return {"config": {"shapes": REDUCED, "overrides": extra, "activation_checkpointing": settings.ac,
+                       "trainer_has_activation_checkpointing": trainer_checkpoints},
             "measured_tensor_peak_gb": live.peak / GB, "held_at_start_gb": held / GB,
             "measured_rss_peak_gb": (rss_peak - rss0 + held) / GB if rss_reset else None,
             "planner_peak_gb": plan.peak / GB, "planner_phase": plan.peak_phase,
@@ -98,7 +111,9 @@ def main() -> None:
         print(json.dumps(measure(extra)))
         return
     done = subprocess.run([sys.executable, __file__, "--child", *sum((["--set", x] for x in args.set), [])],
-                          check=True, capture_output=True, text=True)
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"the measured run failed:\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     lines = ["| | GB |", "|---|---|",
              f"| measured: peak of live tensor bytes in one step | {result['measured_tensor_peak_gb']:.3f} |",

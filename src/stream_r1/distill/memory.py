@@ -203,7 +203,8 @@ class RunSettings:
         rw = config.get("reweight") or {}
         return cls(micro_batch=int(t.get("micro_batch_size", 1)), batch_size=int(t.get("batch_size", 1)),
                    pixel_frames=int(t.get("frames", 81)), height=int(v.get("height", 480)),
-                   width=int(v.get("width", 832)), cfg_guidance=float(config.get("dmd", {}).get("guidance", 3.0)) != 1.0,
+                   width=int(v.get("width", 832)),
+                   cfg_guidance=float(config.get("dmd", {}).get("guidance", 3.0)) != 1.0,
                    ac=ac, ac_every=int(t.get("activation_checkpointing_every", 2)), lora=t.get("lora") or None,
                    compile=bool(t.get("compile", False)), teacher=teacher,
                    precision=str(d.get("mixed_precision", "fp32")),
@@ -281,7 +282,8 @@ def paper_model_spec(config: dict) -> ModelSpec:
 
     student_extra = {k: v for k, v in (config.get("student") or {}).items()}
     teacher = DiTConfig(**WAN_BASE, **wan_size(_entry_path(config["teacher"]), "teacher"))
-    critic = DiTConfig(**WAN_BASE, **wan_size(_entry_path(config.get("critic_init") or config["teacher"]), "critic_init"))
+    critic_path = _entry_path(config.get("critic_init") or config["teacher"])
+    critic = DiTConfig(**WAN_BASE, **wan_size(critic_path, "critic_init"))
     student = DiTConfig(**{**WAN_BASE, **wan_size(_entry_path(config["student_init"]), "student_init"),
                            "causal": True, **student_extra})
     frozen = 2 if str(config.get("dtype", "bfloat16")) in ("bfloat16", "bf16", "float16") else 4
@@ -289,14 +291,16 @@ def paper_model_spec(config: dict) -> ModelSpec:
         text = count_params(UMT5EncoderModel(UMT5Config(**UMT5_XXL)))
         reward = 0
         if config.get("reweight") and config.get("reward"):
-            reward = count_params(Qwen2VLModel(qwen2vl_config(1.0, QWEN2VL_2B))) + 3 * QWEN2VL_2B["text"]["hidden_size"]
+            head = 3 * QWEN2VL_2B["text"]["hidden_size"]  # rm_head: one linear map to 3 axes, no bias
+            reward = count_params(Qwen2VLModel(qwen2vl_config(1.0, QWEN2VL_2B))) + head
         vae = count_params(_vae(**WAN_VAE))
-    rdt = (config.get("reward") or {}).get("dtype", "bfloat16") if isinstance(config.get("reward"), dict) else "bfloat16"
-    return ModelSpec(student, critic, teacher,
-                     params={"student": dit_params(student), "critic": dit_params(critic), "teacher": dit_params(teacher),
-                             "text": text, "reward": reward, "vae": vae},
-                     bytes_per_param={"teacher": frozen, "text": frozen, "reward": 2 if rdt in ("bfloat16", "bf16") else 4,
-                                      "vae": 4},
+    section = config.get("reward")
+    rdt = section.get("dtype", "bfloat16") if isinstance(section, dict) else "bfloat16"
+    params = {"student": dit_params(student), "critic": dit_params(critic), "teacher": dit_params(teacher),
+              "text": text, "reward": reward, "vae": vae}
+    return ModelSpec(student, critic, teacher, params=params,
+                     bytes_per_param={"teacher": frozen, "text": frozen, "vae": 4,
+                                      "reward": 2 if rdt in ("bfloat16", "bf16") else 4},
                      reward_config=QWEN2VL_2B if reward else None,
                      text_len=int((config.get("text") or {}).get("max_length", 512)))
 
@@ -482,6 +486,7 @@ def context_frames(cfg: DiTConfig, chunk: int) -> int:
 # Frozen-model passes
 
 
+@_cached
 def measure_vae_decode(spec: ModelSpec, latent_shape: tuple[int, ...]) -> int:
     """Peak bytes of decoding one micro-batch of latents to pixels (output included), no graph."""
     if spec.codec is not None:
@@ -521,7 +526,8 @@ def qwen2vl_config(scale: float, widths: dict, vision_depth: int | None = None, 
                          num_attention_heads=t["num_attention_heads"], num_key_value_heads=t["num_key_value_heads"],
                          max_position_embeddings=32768,
                          rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope}),
-        vision_config=dict(depth=vision_depth or v["depth"], embed_dim=vision_heads * (v["embed_dim"] // v["num_heads"]),
+        vision_config=dict(depth=vision_depth or v["depth"],
+                           embed_dim=vision_heads * (v["embed_dim"] // v["num_heads"]),
                            hidden_size=hidden, num_heads=vision_heads, mlp_ratio=v["mlp_ratio"], in_channels=3,
                            patch_size=14, temporal_patch_size=2, spatial_merge_size=2),
         **ids)
@@ -533,7 +539,8 @@ def _reward_pass_bytes(model: nn.Module, settings: dict, pixel_shape: tuple[int,
     from ..reward.videoreward import OFFICIAL_MEAN, OFFICIAL_STD
     from ..reweight import ReweightSettings, StreamR1Reweighter
 
-    reward = ZScoredReward(model, settings.get("mean", OFFICIAL_MEAN), settings.get("std", OFFICIAL_STD))
+    reward = model if isinstance(model, ZScoredReward) else ZScoredReward(
+        model, settings.get("mean", OFFICIAL_MEAN), settings.get("std", OFFICIAL_STD))
     rw = StreamR1Reweighter(reward, lambda p: p, ReweightSettings(intra=intra))
     pixels = torch.rand(pixel_shape)
     prompts = ["a red fox runs through the snow at dusk"] * pixel_shape[0]
@@ -708,7 +715,8 @@ def _state_terms(spec: ModelSpec, s: RunSettings, w: int, gpus_per_host: int) ->
         else:
             terms.append(Term(role, 4 * n * per, note=f"{n:,} parameters, fp32 master weights"
                               + (", sharded" if sharded else "")))
-            terms.append(Term(f"{role} grads + AdamW", 12 * n * per, note="fp32 grad 4 B + exp_avg 4 B + exp_avg_sq 4 B"))
+            terms.append(Term(f"{role} grads + AdamW", 12 * n * per,
+                              note="fp32 grad 4 B + exp_avg 4 B + exp_avg_sq 4 B"))
             if role == "student":
                 terms.append(Term("EMA", 4 * n * per, note="fp32 copy of the student"))
     tb = spec.bytes_per_param["teacher"]
@@ -729,8 +737,9 @@ def _state_terms(spec: ModelSpec, s: RunSettings, w: int, gpus_per_host: int) ->
     if sharded:
         compute = 2 if s.precision == "bf16" else 4
         inflight, who = 0, ""
-        for role, cfg, trainable, pb in (("student", spec.student, True, compute), ("critic", spec.critic, True, compute),
-                                         ("teacher", spec.teacher, False, tb)):
+        nets = (("student", spec.student, True, compute), ("critic", spec.critic, True, compute),
+                ("teacher", spec.teacher, False, tb))
+        for role, cfg, trainable, pb in nets:
             one, outside = _block_params(cfg)
             need = (outside + 2 * one) * pb + (4 * one if trainable and not s.lora else 0)
             if need > inflight:
@@ -748,8 +757,9 @@ def build_plan(spec: ModelSpec, s: RunSettings, gpus: int, gpu_memory: float = 8
     b = max(1, min(s.micro_batch, s.batch_size // w)) if w > 1 else s.micro_batch
     terms = _state_terms(spec, s, w, gpus_per_host)
     prec = Precision.named(s.precision)
-    teacher_prec = Precision(torch.bfloat16 if spec.bytes_per_param["teacher"] == 2 else torch.float32,
-                             spec.teacher_autocast)
+    t16 = spec.bytes_per_param["teacher"] == 2
+    teacher_prec = Precision(torch.bfloat16 if t16 else torch.float32,
+                             spec.teacher_autocast or (torch.bfloat16 if t16 else None))
     c, f = spec.latent_channels, spec.latent_frames(s.pixel_frames)
     h, wd = s.height // spec.space_factor, s.width // spec.space_factor
     st, cc, tc = spec.student, spec.critic, spec.teacher
