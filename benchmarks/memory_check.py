@@ -13,7 +13,8 @@ that AdamW's state exists; the next step (generator and critic both update) is m
 
 Beside them, `stream-r1 memory`'s estimate of the same config on 1 device.
 
-    python benchmarks/memory_check.py [--set train.activation_checkpointing=full] [--out docs/benchmarks]
+    python benchmarks/memory_check.py [--micro-batch 2] [--set reweight=null]
+        [--set train.activation_checkpointing=full]  # once the trainer checkpoints
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def rss_bytes(field: str) -> int:
     raise RuntimeError(field)
 
 
-def measure(extra: list[str]) -> dict:
+def measure(extra: list[str], micro_batch: int) -> dict:
     """Runs in the child process: build, one warm-up step, then one measured step."""
     import torch
 
@@ -64,7 +65,7 @@ def measure(extra: list[str]) -> dict:
     torch.manual_seed(0)
     config = reduced_config(extra)
     run_config = dry_run_config(config)
-    run_config["train"].update(frames=81, generator_every=1)
+    run_config["train"].update(frames=81, generator_every=1, micro_batch_size=micro_batch, batch_size=2 * micro_batch)
     trainer_checkpoints = "activation_checkpointing" in DistillSettings.__dataclass_fields__
     if not trainer_checkpoints:  # this trainer has no activation checkpointing yet: measure and plan it without
         for key in ("activation_checkpointing", "activation_checkpointing_every"):
@@ -76,7 +77,7 @@ def measure(extra: list[str]) -> dict:
         reward = d.reweighter.reward if d.reweighter is not None else None
         spec = spec_from_modules(d.teacher, d.critic, d.generator, d.text, d.codec, reward)
         settings = RunSettings.from_config(config, dry_run=True)
-        settings.pixel_frames = 81
+        settings.pixel_frames, settings.micro_batch, settings.batch_size = 81, micro_batch, 2 * micro_batch
         plan = build_plan(spec, settings, 1)
         before = live_tensors()
         held = storage_bytes(before)
@@ -90,7 +91,8 @@ def measure(extra: list[str]) -> dict:
             del before
             d.train_step(1)
         rss_peak = rss_bytes("VmHWM")
-    return {"config": {"shapes": REDUCED, "overrides": extra, "activation_checkpointing": settings.ac,
+    return {"config": {"shapes": REDUCED, "overrides": extra, "micro_batch": micro_batch,
+                       "activation_checkpointing": settings.ac,
                        "trainer_has_activation_checkpointing": trainer_checkpoints},
             "measured_tensor_peak_gb": live.peak / GB, "held_at_start_gb": held / GB,
             "measured_rss_peak_gb": (rss_peak - rss0 + held) / GB if rss_reset else None,
@@ -103,14 +105,16 @@ def measure(extra: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--micro-batch", type=int, default=1, help="samples per micro-batch (2 micro-batches a step)")
     parser.add_argument("--out", default="docs/benchmarks")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     extra = OVERRIDES + args.set
     if args.child:
-        print(json.dumps(measure(extra)))
+        print(json.dumps(measure(extra, args.micro_batch)))
         return
-    done = subprocess.run([sys.executable, __file__, "--child", *sum((["--set", x] for x in args.set), [])],
+    done = subprocess.run([sys.executable, __file__, "--child", "--micro-batch", str(args.micro_batch),
+                           *sum((["--set", x] for x in args.set), [])],
                           capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"the measured run failed:\n{done.stderr[-4000:]}")

@@ -172,7 +172,7 @@ class RunSettings:
     width: int = 832
     cfg_guidance: bool = True  # teacher runs cond + uncond as one batch
     ac: str = "none"  # train.activation_checkpointing
-    ac_every: int = 2
+    ac_every: int = 1
     lora: dict | None = None
     compile: bool = False
     teacher: str = "shard"  # distributed.teacher: shard | offload
@@ -205,7 +205,7 @@ class RunSettings:
                    pixel_frames=int(t.get("frames", 81)), height=int(v.get("height", 480)),
                    width=int(v.get("width", 832)),
                    cfg_guidance=float(config.get("dmd", {}).get("guidance", 3.0)) != 1.0,
-                   ac=ac, ac_every=int(t.get("activation_checkpointing_every", 2)), lora=t.get("lora") or None,
+                   ac=ac, ac_every=int(t.get("activation_checkpointing_every", 1)), lora=t.get("lora") or None,
                    compile=bool(t.get("compile", False)), teacher=teacher,
                    precision=str(d.get("mixed_precision", "fp32")),
                    reweight=bool(rw), intra=bool(rw.get("intra", True)) if rw else False, reward=reward,
@@ -711,7 +711,8 @@ def _state_terms(spec: ModelSpec, s: RunSettings, w: int, gpus_per_host: int) ->
                               "adapter parameters fp32" + (", sharded" if sharded else "")))
             terms.append(Term(f"{role} grads + AdamW", 12 * k * per, note="adapters only: fp32 grad + 2 AdamW moments"))
             if role == "student":
-                terms.append(Term("EMA", 4 * k * per, note="EMA of the adapters, fp32"))
+                terms.append(Term("EMA", (2 * n + 4 * k) * per, note="a copy of the LoRA student (bf16 base + fp32 "
+                                  "adapters)"))
         else:
             terms.append(Term(role, 4 * n * per, note=f"{n:,} parameters, fp32 master weights"
                               + (", sharded" if sharded else "")))
