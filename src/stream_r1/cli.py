@@ -107,6 +107,23 @@ def cmd_distill(args: argparse.Namespace) -> None:
         print(f"distilled student: {path}")
 
 
+def cmd_memory(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from .distill.memory import LORA_TARGETS, RunSettings, build_plan, format_plan, model_spec, smallest_gpu_count
+
+    config = load_config(args.config, args.set)
+    spec = model_spec(config, args.dry_run)
+    settings = RunSettings.from_config(config, args.dry_run)
+    print(format_plan(build_plan(spec, settings, args.gpus, args.gpu_memory, args.gpus_per_host)))
+    lora = settings.lora or {"rank": 64, "alpha": 64, "targets": LORA_TARGETS}
+    full = smallest_gpu_count(spec, replace(settings, lora=None), args.gpu_memory)
+    low = smallest_gpu_count(spec, replace(settings, lora=lora), args.gpu_memory)
+    say = lambda n: f"{n}" if n else "more than 64"  # noqa: E731
+    print(f"\nsmallest number of {args.gpu_memory:g} GB GPUs that fits: {say(full)} without LoRA, "
+          f"{say(low)} with LoRA rank {lora.get('rank', 16)}")
+
+
 def cmd_train_reward(args: argparse.Namespace) -> None:
     from .reward.train import train_reward
 
@@ -293,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="paper-scale configs: one step with tiny random weights on the CPU, no downloads")
     p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("memory", help="per-GPU and per-host memory of a distillation run, and whether it fits")
+    p.add_argument("--config", default="wan2.1-1.3b-stream-r1", help="YAML path or packaged config name")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--gpus", type=positive_int, default=8, help="GPUs the run shards over (FSDP2 when > 1)")
+    p.add_argument("--gpu-memory", type=float, default=80.0, metavar="GB", help="memory of one GPU in GB")
+    p.add_argument("--gpus-per-host", type=positive_int, default=8, help="GPUs per machine (host memory)")
+    p.add_argument("--dry-run", action="store_true", help="plan the tiny random networks of `distill --dry-run`")
+    p.set_defaults(func=cmd_memory)
 
     p = sub.add_parser("generate", help="generate videos (streamed chunk by chunk for causal checkpoints)")
     p.add_argument("--checkpoint", default="toy-teacher", help="short name (toy-teacher, ...) or safetensors path")
