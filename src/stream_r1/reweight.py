@@ -6,6 +6,8 @@ z-scored axis scores r_i^a (§3.1) and one backward per axis gives the saliency 
 - Intra-Perplexity (§3.3–3.4): frames and regions are weighted by the fused, factorised saliency W_intra.
 - Adaptive balancing (§3.6): the public code's global penalty, or a per-axis balancer of λ_a.
 Every weight is detached from the generator's graph; the reward is a constant to the generator.
+What is per rollout (`measure`: scores, W_intra) is kept apart from what is batch-wide (`combine`: the
+balancer, the inter weights), so the trainer can normalise over the optimizer step's whole batch (§3.5).
 """
 
 from __future__ import annotations
