@@ -29,10 +29,9 @@ SHORT_NAMES = {
     # The small student (issue 20): teacher blocks 0, 2, 5 only, so it has room below its teacher.
     "toy-ode-init-small": "toy-ode-init-small.safetensors",
     "toy-dmd-small": "toy-dmd-small.safetensors",
-    "toy-stream-r1-small": "toy-stream-r1-small.safetensors",
 }
 GENERATORS = ("toy-teacher", "toy-ode-init", "toy-dmd", "toy-stream-r1",
-              "toy-ode-init-small", "toy-dmd-small", "toy-stream-r1-small")  # the short names that are DiTs
+              "toy-ode-init-small", "toy-dmd-small")  # the short names that are DiTs
 DIT_FORMAT = "stream-r1-dit"
 
 
