@@ -97,3 +97,29 @@ def test_pretrain_trains_only_the_named_parts(tmp_path):
     cfg["train"]["trainable"] = ["nothing."]
     with pytest.raises(ValueError, match="matches no parameter"):
         pretrain(cfg, tmp_path / "c")
+
+
+def test_layers_keep_the_named_blocks_in_order(tmp_path):
+    """`layers` builds a smaller DiT from the named blocks; all of them in order is the file's own model."""
+    from stream_r1.models.dit import DiT
+
+    torch.manual_seed(0)
+    model = randomized(DiT(tiny_config(num_layers=3))).eval()
+    save_dit(tmp_path / "m.safetensors", model)
+    small, _ = load_dit(tmp_path / "m.safetensors", causal=True, layers=[2, 0])
+    assert small.cfg.num_layers == 2 and small.cfg.causal
+    full = model.state_dict()
+    for k, v in small.state_dict().items():
+        if k.startswith("blocks."):
+            new, rest = k[len("blocks."):].split(".", 1)
+            k = f"blocks.{[2, 0][int(new)]}.{rest}"
+        assert torch.equal(v, full[k]), k
+    same, _ = load_dit(tmp_path / "m.safetensors", layers=[0, 1, 2])
+    x, t, ctx = torch.randn(1, 3, 3, 16, 16), torch.tensor([500.0]), torch.randn(1, 4, 32)
+    with torch.no_grad():
+        assert torch.equal(same.eval()(x, t, ctx), model(x, t, ctx))
+        assert not torch.allclose(load_dit(tmp_path / "m.safetensors", layers=[0, 2])[0].eval()(x, t, ctx),
+                                  model(x, t, ctx))
+    for bad in ([0, 3], [1, 1], []):
+        with pytest.raises(CheckpointError, match="distinct block indices in 0..2"):
+            load_dit(tmp_path / "m.safetensors", layers=bad)

@@ -279,3 +279,22 @@ def test_prompt_repeats_fill_neighbouring_slots_and_one_repeat_keeps_the_draw(ti
         assert len(prompts) == 4 and prompts[0] == prompts[1] and prompts[2] == prompts[3]
     with pytest.raises(ValueError, match="prompt_repeats=3 must be a positive divisor of micro_batch_size 4"):
         Distiller(tiny_distill_config(tiny_teacher, prompt_repeats=3), tmp_path / "d")
+
+
+def test_critic_section_sizes_the_critic_and_leaves_the_generator(tmp_path):
+    """`critic: {layers: [...]}` gives a bidirectional critic of those teacher blocks (issue 20's small critic)."""
+    from stream_r1.distill.components import toy_components
+
+    teacher = tmp_path / "teacher3.safetensors"
+    save_dit(teacher, randomized(DiT(tiny_config(num_layers=3))), {"codec": {"factor": 1}, "frame_size": 16})
+    student = tmp_path / "student.safetensors"
+    save_dit(student, load_dit(teacher, causal=True, layers=[0, 2])[0])
+    config = {**tiny_distill_config(teacher), "student_init": str(student), "critic": {"layers": [0, 2]}}
+    parts = toy_components(config)
+    assert parts.critic.cfg.num_layers == 2 and not parts.critic.cfg.causal
+    assert parts.generator.cfg.num_layers == 2 and parts.generator.cfg.causal
+    assert parts.teacher.cfg.num_layers == 3
+    own = load_dit(teacher)[0].state_dict()
+    assert torch.equal(parts.critic.state_dict()["blocks.1.ffn.0.weight"], own["blocks.2.ffn.0.weight"])
+    ode_critic = toy_components({**config, "critic_init": str(student), "critic": {"causal": False}}).critic
+    assert not ode_critic.cfg.causal and ode_critic.cfg.num_layers == 2

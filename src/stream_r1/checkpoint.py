@@ -26,8 +26,12 @@ SHORT_NAMES = {
     "toy-stream-r1": "toy-stream-r1.safetensors",
     "toy-reward": "toy-reward.safetensors",
     "toy-reward-speed": "toy-reward-speed.safetensors",  # toy-reward fine-tuned with wrong_speed pairs (session 6)
+    # The small student (issue 20): teacher blocks 0, 2, 5 only, so it has room below its teacher.
+    "toy-ode-init-small": "toy-ode-init-small.safetensors",
+    "toy-dmd-small": "toy-dmd-small.safetensors",
 }
-GENERATORS = ("toy-teacher", "toy-ode-init", "toy-dmd", "toy-stream-r1")  # the short names that are DiTs
+GENERATORS = ("toy-teacher", "toy-ode-init", "toy-dmd", "toy-stream-r1",
+              "toy-ode-init-small", "toy-dmd-small")  # the short names that are DiTs
 DIT_FORMAT = "stream-r1-dit"
 CONVERT_HINT = ("convert it once with: stream-r1 convert {path} --components Wan2.1-T2V-1.3B-Diffusers "
                 "--out student.safetensors")
@@ -112,8 +116,27 @@ def save_dit(path: Path, model: DiT, extra: dict | None = None) -> None:
     save_state_dict(path, model.state_dict(), meta)
 
 
+def keep_blocks(tensors: dict[str, torch.Tensor], num_layers: int, layers, path) -> dict[str, torch.Tensor]:
+    """The state dict with only transformer blocks `layers` (in that order), renumbered 0..n-1.
+
+    A layer-dropped student (issue 20): every tensor outside the blocks is kept, so the embeddings, head
+    and toy convs are the checkpoint's and the kept blocks see the residual stream they were trained on.
+    """
+    layers = [int(i) for i in layers]
+    if not layers or any(not 0 <= i < num_layers for i in layers) or len(set(layers)) != len(layers):
+        raise CheckpointError(f"layers={layers} for {path}: give distinct block indices in 0..{num_layers - 1}")
+    kept = {k: v for k, v in tensors.items() if not k.startswith("blocks.")}
+    for new, old in enumerate(layers):
+        prefix = f"blocks.{old}."
+        kept.update({f"blocks.{new}.{k[len(prefix):]}": v for k, v in tensors.items() if k.startswith(prefix)})
+    return kept
+
+
 def load_dit(name_or_path: str | os.PathLike, **overrides) -> tuple[DiT, dict]:
-    """Build a DiT from a checkpoint; `overrides` change config fields (e.g. causal=True)."""
+    """Build a DiT from a checkpoint; `overrides` change config fields (e.g. causal=True).
+
+    `layers=[0, 2, 5]` keeps only those transformer blocks (a smaller network started from the file's weights).
+    """
     path = resolve_checkpoint(name_or_path)
     tensors, meta = load_state_dict(path)
     if meta.get("format") != DIT_FORMAT:
@@ -121,7 +144,12 @@ def load_dit(name_or_path: str | os.PathLike, **overrides) -> tuple[DiT, dict]:
             f"{path} is not a stream-r1 DiT checkpoint (format={meta.get('format')!r}); "
             "pass a file written by stream-r1, or if it is a Wan 2.1 transformer, " + CONVERT_HINT.format(path=path)
         )
-    cfg = DiTConfig.from_dict({**json.loads(meta["config"]), **overrides})
+    stored = json.loads(meta["config"])
+    layers = overrides.pop("layers", None)
+    if layers is not None:
+        tensors = keep_blocks(tensors, int(stored["num_layers"]), layers, path)
+        overrides["num_layers"] = len(layers)
+    cfg = DiTConfig.from_dict({**stored, **overrides})
     model = DiT(cfg)
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))

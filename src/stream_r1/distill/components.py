@@ -99,7 +99,9 @@ def toy_components(config: dict) -> Components:
     teacher, extra = load_dit(config["teacher"])
     codec = SpaceToDepthCodec(extra.get("codec", {}).get("factor", 1))
     size = extra.get("frame_size", FRAME_SIZE)
-    critic, _ = load_dit(config.get("critic_init") or config["teacher"])
+    # `critic:` overrides (issue 20): e.g. {layers: [0, 2, 5]} for a critic of the small student's size, or
+    # {causal: false} with critic_init = the ODE-init student.
+    critic, _ = load_dit(config.get("critic_init") or config["teacher"], **config.get("critic", {}))
     generator, _ = load_dit(config["student_init"], causal=True, **config.get("student", {}))
     return Components(teacher, critic, generator, ToyTextEncoder(teacher.cfg.text_dim), codec, (size, size),
                       [p.text for p in split_prompts("train")],
