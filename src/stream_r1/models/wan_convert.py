@@ -102,7 +102,7 @@ def convert(source: str | os.PathLike, out: str | os.PathLike, components: str |
 def _read(source, kind: str, which: str | None) -> tuple[dict, dict, str | None]:
     """The state dict, config.json and chosen sub-dict name of a source."""
     if kind != "self-forcing":
-        state, config = read_state_dict(source, which)
+        state, config = read_state_dict(source, which, lazy=True)  # read tensor by tensor while filling
         return state, config, which
     path = Path(source)
     obj = _load_file(path)
