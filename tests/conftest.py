@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from stream_r1.checkpoint import save_dit
 from stream_r1.models.dit import DiT, DiTConfig
 
 torch.set_num_threads(1)
@@ -38,3 +39,12 @@ def downloads(tmp_path_factory):
     from .real_layout import build_downloads
 
     return build_downloads(tmp_path_factory.mktemp("downloads"))
+
+
+@pytest.fixture
+def causal_ckpt(tmp_path):
+    """A tiny random causal student saved as a stream-r1 checkpoint (2-step sampler)."""
+    path = tmp_path / "student.safetensors"
+    model = randomized(DiT(tiny_config(causal=True)))
+    save_dit(path, model, {"codec": {"factor": 1}, "sampler": {"shift": 3.0, "denoising_timesteps": [1000, 500]}})
+    return path

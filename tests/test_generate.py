@@ -17,14 +17,6 @@ PROMPTS = ["a red circle moving left on a black background", "a blue square movi
 
 
 @pytest.fixture
-def causal_ckpt(tmp_path):
-    path = tmp_path / "student.safetensors"
-    model = randomized(DiT(tiny_config(causal=True)))
-    save_dit(path, model, {"codec": {"factor": 1}, "sampler": {"shift": 3.0, "denoising_timesteps": [1000, 500]}})
-    return path
-
-
-@pytest.fixture
 def bidir_ckpt(tmp_path):
     path = tmp_path / "teacher.safetensors"
     save_dit(path, randomized(DiT(tiny_config())), {"codec": {"factor": 1}, "sampler": {"steps": 3, "guidance": 2.0}})

@@ -18,14 +18,6 @@ from .conftest import randomized, tiny_config
 PROMPT = "a red circle moving left on a black background"
 
 
-@pytest.fixture
-def causal_ckpt(tmp_path):
-    path = tmp_path / "student.safetensors"
-    model = randomized(DiT(tiny_config(causal=True)))
-    save_dit(path, model, {"codec": {"factor": 1}, "sampler": {"shift": 3.0, "denoising_timesteps": [1000, 500]}})
-    return path
-
-
 def test_continuing_from_given_chunks_equals_the_uninterrupted_stream(tiny_causal):
     cond = torch.randn(1, 10, 32, generator=torch.Generator().manual_seed(1))
     sigmas = denoising_sigmas([1000, 500], 3.0)

@@ -28,6 +28,8 @@ from stream_r1.reward.videoreward import (  # noqa: E402
     tiny_videoreward,
 )
 
+from .real_layout import hub_names  # noqa: E402
+
 PROMPTS = ["a red fox runs through snow", "a paper boat"]
 
 
@@ -139,15 +141,7 @@ def test_reward_protocol_scores_every_sample_differentiably(reward):
 
 def to_official_layout(state: dict) -> dict:
     """This module's names -> VideoAlign's (transformers 4.45) names, with the LM head it also saved."""
-    out = {}
-    for k, v in state.items():
-        if k.startswith("model.visual."):
-            k = k[len("model."):]
-        elif k.startswith("model.language_model."):
-            k = "model." + k[len("model.language_model."):]
-        out[k] = v
-    out["lm_head.weight"] = torch.zeros(3, 3)
-    return out
+    return {**hub_names(state), "lm_head.weight": torch.zeros(3, 3)}
 
 
 def test_official_layout_checkpoint_loads_through_the_remap(reward, tmp_path):
