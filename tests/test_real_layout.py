@@ -106,3 +106,102 @@ def test_two_ranks_each_fill_only_their_shard(downloads):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rank 0: ok" in proc.stdout and "rank 1: ok" in proc.stdout
+
+
+def _lazy_rank(rank: int, world: int, port: int, downloads: dict, out) -> None:
+    """One rank of the 2-rank run below: DistributedDistiller on the real folders, networks filled shard by shard."""
+    import json
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from torch.distributed.tensor import DTensor
+
+    from stream_r1.distill.distributed import DistributedDistiller, init_cluster
+
+    cluster = init_cluster("gloo")
+    try:
+        config = {**preset_config(downloads), "distributed": {"mixed_precision": "fp32"}}
+        d = DistributedDistiller(config, out, cluster)
+        report = {"lazy": sorted(d.lazy_roles())}
+        for role in ("teacher", "critic", "generator", "ema"):
+            module = getattr(d, role)
+            state = (module.module if role == "teacher" else module).state_dict()
+            report[role] = {"dtensor": all(isinstance(v, DTensor) for v in state.values()),
+                            "local": sum(v.to_local().numel() for v in state.values()),
+                            "full": sum(v.numel() for v in state.values())}
+            torch.save({k: v.full_tensor() for k, v in state.items()}, out / f"{role}.pt")  # collective
+        report["logs"] = d.train_step(0)
+        d.export()
+        if rank == 0:
+            (out / "report.json").write_text(json.dumps(report))
+    finally:
+        cluster.close()
+
+
+def test_two_ranks_build_on_meta_and_fill_their_shards_like_one_process(downloads, tmp_path):
+    """DistributedDistiller on the real folders: teacher, critic, student and EMA are built on the meta device,
+    sharded, and each rank reads only its shard from the files; the weights are the files', and the first step
+    and the exported EMA equal a one-process run's."""
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from stream_r1.checkpoint import load_dit
+    from stream_r1.distill.trainer import Distiller
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "two"
+    out.mkdir()
+    mp.start_processes(_lazy_rank, args=(2, port, downloads, out), nprocs=2, start_method="spawn")
+    got = json.loads((out / "report.json").read_text())
+    assert got["lazy"] == ["critic", "generator", "teacher"]
+    for role in ("teacher", "critic", "generator", "ema"):
+        r = got[role]
+        assert r["dtensor"] and r["local"] < 0.6 * r["full"], (role, r)  # about half of every network per rank
+
+    config = {**preset_config(downloads), "distributed": {"mixed_precision": "fp32"}}
+    ref = Distiller(config, tmp_path / "one")
+    for role in ("teacher", "critic", "generator", "ema"):
+        module = getattr(ref, role)
+        want = (module.module if role == "teacher" else module).state_dict()
+        have = torch.load(out / f"{role}.pt", weights_only=True)
+        assert sorted(have) == sorted(want), role
+        assert all(torch.equal(have[k], want[k]) for k in want), role
+    teacher_file = {}
+    for shard in sorted(downloads["wan_14b"].glob("*.safetensors")):
+        teacher_file.update(load_file(str(shard)))
+    have = torch.load(out / "teacher.pt", weights_only=True)
+    assert all(torch.equal(have[k], v.to(have[k].dtype)) for k, v in teacher_file.items())
+
+    want_logs = ref.train_step(0)
+    assert got["logs"].keys() == want_logs.keys()
+    for k, v in want_logs.items():
+        assert got["logs"][k] == pytest.approx(v, rel=1e-4, abs=1e-7), k
+    ref.export()
+    a, _ = load_dit(out / "student.safetensors")
+    b, _ = load_dit(tmp_path / "one" / "student.safetensors")
+    for k, v in b.state_dict().items():
+        assert torch.allclose(a.state_dict()[k], v, rtol=1e-4, atol=1e-6), k
+
+
+def test_with_lora_only_the_teacher_is_read_lazily(downloads, tmp_path):
+    """LoRA adapters must be initialised, not read: generator and critic load whole, the teacher from meta."""
+    pytest.importorskip("peft")
+    from stream_r1.distill.trainer import Distiller
+
+    config = preset_config(downloads)
+    config["train"] = {**config["train"], "lora": {"rank": 4, "alpha": 8, "base_dtype": "float32"}}
+    d = Distiller(config, tmp_path)
+    assert d.lazy_roles() == {"teacher"} and not d.sources
+    teacher_file = {}
+    for shard in sorted(downloads["wan_14b"].glob("*.safetensors")):
+        teacher_file.update(load_file(str(shard)))
+    own = d.teacher.module.state_dict()
+    assert all(torch.equal(own[k], v.to(own[k].dtype)) for k, v in teacher_file.items())
+    assert any("lora" in k for k in d.generator.state_dict())
+    assert math.isfinite(d.train_step(0)["loss/generator"])

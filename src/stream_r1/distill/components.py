@@ -9,6 +9,7 @@ pipeline runs one step on a CPU without any download. The trainer only wires wha
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,13 +61,13 @@ def family_of(config: dict) -> str:
     return family
 
 
-def build_components(config: dict, dry_run: bool = False) -> Components:
-    """The run's components for the config's `family`."""
+def build_components(config: dict, dry_run: bool = False, empty: Collection[str] = ()) -> Components:
+    """The run's components for the config's `family`; the Wan DiTs named in `empty` stay on the meta device."""
     if family_of(config) == "toy":
         if dry_run:
             raise ConfigError("--dry-run is for paper-scale configs (family: wan); toy runs are already small")
         return toy_components(config)
-    return tiny_wan_components(config) if dry_run else wan_components(config)
+    return tiny_wan_components(config) if dry_run else wan_components(config, empty)
 
 
 def build_reward(config: dict, dry_run: bool = False):
@@ -129,11 +130,12 @@ def _read_prompts(config: dict) -> list[str]:
     return prompts
 
 
-def wan_components(config: dict, empty: bool = False) -> Components:
+def wan_components(config: dict, empty: bool | Collection[str] = False) -> Components:
     """Wan 2.1 teacher (bf16, autocast), critic and self-forcing student from local files.
 
-    With `empty` the three DiTs stay on the meta device (no host memory) and `sources` holds their files:
-    shard them first, then `fill_components` allocates and reads each rank's share only.
+    With `empty` (True: all three DiTs, or a collection of the roles teacher / critic / generator) those DiTs
+    stay on the meta device (no host memory) and `sources` holds their files: shard them first, then
+    `fill_components` (or the trainer's `fill_lazy`) allocates and reads each rank's share only.
     """
     from ..device import resolve_dtype
     from ..models.umt5 import UMT5TextEncoder
@@ -145,7 +147,10 @@ def wan_components(config: dict, empty: bool = False) -> Components:
                "critic": wan_dit_source(*_source(config.get("critic_init") or config["teacher"])),
                "generator": wan_dit_source(*_source(config["student_init"]),  # the preset's student names causal
                                            **{**config.get("student", {}), "causal": True})}
-    models = {role: src.empty() if empty else src.load() for role, src in sources.items()}
+    lazy = set(sources) if empty is True else set(empty or ())
+    if lazy - set(sources):
+        raise ValueError(f"empty={sorted(lazy)}: the roles are {sorted(sources)}")
+    models = {role: src.empty() if role in lazy else src.load() for role, src in sources.items()}
     teacher = Autocast(models["teacher"].requires_grad_(False), dtype)
     critic, generator = models["critic"], models["generator"]
     text_cfg = dict(config["text"])
@@ -155,7 +160,7 @@ def wan_components(config: dict, empty: bool = False) -> Components:
     size = (int(video.get("height", 480)), int(video.get("width", 832)))
     meta = {"family": "wan", "frame_size": list(size), "text": dict(config["text"]), "codec": dict(config["codec"])}
     return Components(teacher, critic, generator, text, codec, size, _read_prompts(config), meta,
-                      sources if empty else {})
+                      {role: sources[role] for role in lazy})
 
 
 def fill_components(parts: Components, device: str | torch.device = "cpu") -> None:

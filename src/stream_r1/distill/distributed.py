@@ -32,7 +32,7 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from ..dcp_state import is_sharded_checkpoint, load_full_state, load_sharded_state, save_sharded_state
 from ..reweight import AxisBalancer
 from ..train_state import latest_checkpoint
-from .parallelize import DistributedSettings, autocast_forward
+from .parallelize import DistributedSettings, autocast_forward, is_meta
 from .trainer import Distiller, run_loop
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,8 @@ class DistributedDistiller(Distiller):
     def place(self, mesh=None) -> None:
         """Keep a whole copy of the EMA on rank 0 (host memory) for evaluation and export, then shard everything."""
         self.ema_full = copy.deepcopy(self.ema) if self.cluster.is_main else None
+        if self.ema_full is not None and is_meta(self.ema_full):
+            self.ema_full.to_empty(device="cpu")  # filled by each gather (whole_ema), before anything reads it
         super().place(mesh)
         if self.ema_full is not None and self.plans(sharded=True)["ema"].precision == "bf16":  # LoRA's bf16 bases
             autocast_forward(self.ema_full, self.device.type, torch.bfloat16, output_dtype=torch.float32)

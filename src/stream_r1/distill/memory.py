@@ -839,7 +839,10 @@ def build_plan(spec: ModelSpec, s: RunSettings, gpus: int, gpu_memory: float = 8
               "critic": held + critic + critic_bwd + 3 * latent}
     host_steady = sum(t.host for t in terms)
     p, tb = spec.params, spec.bytes_per_param
-    largest = max(tb["teacher"] * p["teacher"], 4 * p["student"], 4 * p["critic"], tb["text"] * p["text"])
+    # Loading (Distiller.lazy_roles): the Wan DiTs are built on the meta device and each rank reads only its shard;
+    # text encoder and reward load whole before sharding (or replication), and so do student and critic under LoRA.
+    whole = [tb["text"] * p["text"], tb["reward"] * p["reward"] if s.reweight else 0]
+    largest = max(whole + ([4 * p["student"], 4 * p["critic"]] if s.lora else []))
     notes = []
     if s.compile:
         notes.append("train.compile is on: the plan does not count what compilation saves or adds")
@@ -869,7 +872,7 @@ def format_plan(plan: Plan) -> str:
         rows.append(f"| peak of the {name} phase | {v / GB:.2f} GB | | held + the terms marked [{name}] |")
     rows.append(f"| **peak per GPU** | **{plan.peak / GB:.2f} GB** | | the {plan.peak_phase} phase |")
     rows.append(f"| host, steady / while loading | | {plan.host_steady / GB:.1f} / {plan.host_loading / GB:.1f} GB | "
-                "offloaded shards; + the largest network read whole by one process |")
+                "offloaded shards; + the largest network a rank reads whole (DiTs are read shard by shard) |")
     out = "\n".join(rows) + f"\n\n{plan.gpus} GPU(s) of {plan.gpu_memory:g} GB: {plan.verdict()}"
     for n in plan.notes:
         out += f"\nnote: {n}"

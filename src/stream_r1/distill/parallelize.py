@@ -7,6 +7,8 @@
   3. FSDP2 `fully_shard` per block, then the root (with a mesh), optionally with CPU offload of the shards;
   4. mixed precision: a bf16 `MixedPrecisionPolicy` under FSDP2 and autocast around the forward.
 Without a mesh the network is moved to `device` instead of sharded. The DiT and the losses know nothing of it.
+A network built on the meta device (wan_components with `empty`) is allocated where it will live, after sharding,
+so each rank allocates only its shard (FSDP2's meta-device init); its values are the caller's to fill.
 
 The KV cache (models/kv_cache.py) and checkpointing: a checkpointed block is re-run in backward, after later
 chunks of the rollout have written to (and evicted from) the cache. `checkpoint_block` hands that recompute a
@@ -93,16 +95,24 @@ def parallelize(model: nn.Module, plan: Plan, device: torch.device, mesh: Device
     for k, (parent, i) in enumerate(blocks):
         if plan.checkpointed(k):
             parent[i] = checkpoint_wrapper(parent[i], checkpoint_fn=checkpoint_block)
+    meta = is_meta(model)
     if mesh is None:
         if plan.offload:
             raise ConfigError("distributed.teacher=offload keeps FSDP2 shards in host memory and needs torchrun "
                               "with a process group; on one process use distributed.teacher=shard")
-        model.to(device)
+        model.to_empty(device=device) if meta else model.to(device)
         if plan.precision == "bf16":
             autocast_forward(model, device.type, torch.bfloat16, output_dtype=torch.float32)
         return model
     shard(model, mesh, plan.precision, plan.reshard_after_forward, plan.offload)
+    if meta:  # each rank allocates its own shard only; offloaded shards live in host memory
+        model.to_empty(device=torch.device("cpu") if plan.offload else device)
     return model
+
+
+def is_meta(model: nn.Module) -> bool:
+    """Whether `model` was built on the meta device (no storage yet)."""
+    return any(p.is_meta for p in model.parameters())
 
 
 def block_slots(model: nn.Module) -> list[tuple[nn.ModuleList, int]]:

@@ -31,7 +31,7 @@ from ..ema import make_ema, update_ema
 from ..reweight import Measured, ReweightSettings, StreamR1Reweighter
 from ..toyworld.render import NUM_FRAMES
 from ..train_state import latest_checkpoint, load_training_state, save_training_state
-from .components import build_components, build_reward, dry_run_config, family_of
+from .components import Autocast, build_components, build_reward, dry_run_config, family_of
 from .dmd import DMDSettings, critic_flow_loss, dmd_elementwise_loss, dmd_gradient
 from .lora import LoraSettings, add_lora, is_lora, merged
 from .parallelize import DistributedSettings, Plan, parallelize
@@ -112,7 +112,8 @@ class Distiller:
         self.ds = DistributedSettings.from_dict(config.get("distributed"))
         self.device = device if device is not None else resolve_device(config.get("device", "auto"))
         self.dmd = DMDSettings.from_dict(config.get("dmd", {}))
-        parts = build_components(config, dry_run)
+        parts = build_components(config, dry_run, empty=self.lazy_roles())
+        self.sources = dict(parts.sources)  # role -> file of each network left on the meta device, read after place
         self.teacher = parts.teacher
         self.teacher.requires_grad_(False).eval()
         self.codec = parts.codec
@@ -126,9 +127,12 @@ class Distiller:
             self.generator = add_lora(self.generator, lora, seed=self.s.seed * 2)
             self.critic = add_lora(self.critic, lora, seed=self.s.seed * 2 + 1)
         self.ema = make_ema(self.generator)
+        if "generator" in self.sources:
+            self.sources["ema"] = self.sources["generator"]  # the EMA starts as the student
         self.text = parts.text
         self.reweighter = reweighter if reweighter is not None else self.build_reweighter(config)
         self.place(mesh)
+        self.fill_lazy()
         self.sigmas = denoising_sigmas(self.s.denoising_timesteps, self.dmd.shift).to(self.device)
         self.opt_g = torch.optim.AdamW(
             trainable(self.generator), lr=self.s.lr_generator, betas=self.s.betas, weight_decay=self.s.weight_decay
@@ -138,6 +142,22 @@ class Distiller:
         )
         self.prompts = parts.prompts
         self.step = 0
+
+    def lazy_roles(self) -> set[str]:
+        """The Wan DiTs built on the meta device and read from file after sharding (each rank its own shard).
+
+        Not with LoRA on generator and critic (their adapters must be initialised, not read): those load whole.
+        """
+        if self.family != "wan" or self.dry_run:
+            return set()
+        return {"teacher"} if self.s.lora is not None else {"teacher", "critic", "generator"}
+
+    def fill_lazy(self) -> None:
+        """Read every network left on the meta device from its file, now that `place` allocated it."""
+        for role, source in self.sources.items():
+            module = getattr(self, role)
+            source.fill_(module.module if isinstance(module, Autocast) else module)
+        self.sources = {}
 
     def plans(self, sharded: bool) -> dict[str, Plan]:
         """How `parallelize` treats each network (README "Several GPUs").
