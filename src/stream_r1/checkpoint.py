@@ -26,6 +26,7 @@ SHORT_NAMES = {
     "toy-stream-r1": "toy-stream-r1.safetensors",
     "toy-reward": "toy-reward.safetensors",
     "toy-reward-speed": "toy-reward-speed.safetensors",  # toy-reward fine-tuned with wrong_speed pairs (session 6)
+    "toy-reward-pref": "toy-reward-pref.safetensors",  # toy-reward fine-tuned on annotated generated pairs (issue 20)
     # The small student (issue 20): teacher blocks 0, 2, 5 only, so it has room below its teacher.
     "toy-ode-init-small": "toy-ode-init-small.safetensors",
     "toy-dmd-small": "toy-dmd-small.safetensors",

@@ -325,6 +325,18 @@ def train_reward(config: dict, out: Path, resume: bool = False) -> Path:
         from .anchors import anchor_pairs, concat_pairs, load_or_build_anchor_bank, preference_pairs
 
         bank, bank_prompts, preferred = load_or_build_anchor_bank(out, anchors, anchors.get("frames", 12))
+    prefs = None
+    if tcfg.get("preferences"):  # annotated pairs of generated videos (reward/preference.py)
+        from .preference import (
+            PreferenceSettings,
+            annotator_agreement,
+            draw_training_pairs,
+            load_or_build_preferences,
+            preference_loss,
+        )
+
+        prefs = PreferenceSettings.from_dict(tcfg["preferences"])
+        pref_set = load_or_build_preferences(out, prefs)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg["lr"], betas=tuple(tcfg["betas"]),
                             weight_decay=tcfg["weight_decay"])
     step = 0
@@ -340,7 +352,8 @@ def train_reward(config: dict, out: Path, resume: bool = False) -> Path:
     bar = tqdm(total=total, initial=step, desc="train reward", dynamic_ncols=True)
     graded = bool(tcfg.get("graded_weight", 0))
     kinds = [*PAIR_KINDS, *(f"{a}_graded" for a in AXES if graded)]
-    window = {k: [] for k in ("loss", *(f"loss_{k}" for k in kinds), *(f"acc_{k}" for k in kinds))}
+    pref_keys = [f"{m}_pref_{a}" for m in ("loss", "acc") for a in AXES] if prefs else []
+    window = {k: [] for k in ("loss", *(f"loss_{k}" for k in kinds), *(f"acc_{k}" for k in kinds), *pref_keys)}
     t0, start_step = time.time(), step
     model.train()
     while step < total:
@@ -367,6 +380,13 @@ def train_reward(config: dict, out: Path, resume: bool = False) -> Path:
         loss = sum(losses[k] for k in PAIR_KINDS) + tcfg["score_reg"] * raw.pow(2).mean()
         if graded:
             loss = loss + tcfg["graded_weight"] * sum(losses[f"{a}_graded"] for a in AXES)
+        if prefs:
+            pref_losses, pref_acc = preference_loss(model, pref_set,
+                                                    draw_training_pairs(pref_set, prefs.per_step, prefs.seed, step))
+            loss = loss + prefs.weight * sum(pref_losses.values())
+            for a in AXES:
+                window[f"loss_pref_{a}"].append(pref_losses[a].item())
+                window[f"acc_pref_{a}"].append(pref_acc[a])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
@@ -411,6 +431,9 @@ def train_reward(config: dict, out: Path, resume: bool = False) -> Path:
         "steps": step,
         "parameters": num_parameters(model),
         "seconds_this_run": round(time.time() - t0, 1),
+        **({"annotator_agreement_heldback": annotator_agreement(model, pref_set),
+            "preference_pairs_labelled": {a: int((v >= 0).sum()) for a, v in pref_set.labels.items()}}
+           if prefs else {}),
         "config": config,
     }
     weights = out / "reward.safetensors"
