@@ -1,4 +1,4 @@
-"""A rule-based annotator of toy video pairs: which of two videos of one prompt is better, per axis (docs/method.md §4.2).
+"""Rule-based annotator of toy video pairs: which of two videos of one prompt is better, per axis (method.md §4.2).
 
 VideoReward was trained on human preferences between videos that real generators made. This module plays the
 human: it reads the prompt's words (the toy grammar) and the pixels of both videos, and says per axis which is

@@ -1,4 +1,4 @@
-"""Preference pairs between generated videos, labelled by the annotator, for training the toy reward (docs/method.md §4.2).
+"""Preference pairs between generated videos, labelled by the annotator, for training the toy reward (method.md §4.2).
 
 VideoReward learned from people comparing videos that real generators made. Here a pool of toy generators
 (teacher at several sampler step counts, ODE-init and DMD students of both sizes and several training stages)
