@@ -221,3 +221,17 @@ def test_more_steps_resume_the_run_from_its_checkpoint(tiny_world, tmp_path):
         hashlib.sha256((run / "student.safetensors").read_bytes()).hexdigest()  # the evaluation is of the new student
     res = json.loads((out / "results.json").read_text())
     assert res["rows"]["dmd"]["seeds"]["3"]["steps"] == 4 and not res["rows"]["dmd"]["seeds"]["3"]["reused"]
+
+
+def test_small_compare_rows_train_with_their_own_reward():
+    """toy-compare-small: a row's `reward` is what it trains with; the shared checkpoints.reward evaluates."""
+    s = CompareSettings.from_config(load_config("toy-compare-small"))
+    assert s.checkpoints["student_init"] == "toy-ode-init-small" and s.checkpoints["reward"] == "toy-reward-pref"
+    assert row_config(s, s.row("stream-r1 full toy-reward"), seed=0)["reward"] == "toy-reward"
+    faithful = row_config(s, s.row("stream-r1 faithful"), seed=1)
+    assert faithful["reward"] == "toy-reward-pref" and faithful["reweight"]["weight_mode"] == "faithful"
+    assert "reward" not in row_config(s, s.row("dmd"), seed=0)
+    bad = load_config("toy-compare-small")
+    bad["rows"] = [{"name": "dmd", "config": "toy-dmd-small", "reward": "toy-reward"}]
+    with pytest.raises(ConfigError, match="trains with none"):
+        row_config(CompareSettings.from_config(bad), CompareSettings.from_config(bad).rows[0], seed=0)

@@ -75,6 +75,7 @@ class Row:
     model: str | None = None  # a role of `checkpoints` (teacher, student_init)
     config: str | None = None  # a distillation config, name or path
     set: list[str] = field(default_factory=list)  # `--set`-style overrides of that config
+    reward: str | None = None  # the reward this row trains with (default: checkpoints.reward, which also evaluates)
 
     @property
     def trained(self) -> bool:
@@ -170,7 +171,9 @@ def row_config(s: CompareSettings, row: Row, seed: int) -> dict:
         raise ConfigError(f"row {row.name!r}: compare scores with ToyBench, so rows must be toy configs")
     cfg["teacher"], cfg["student_init"] = s.checkpoints["teacher"], s.checkpoints["student_init"]
     if cfg.get("reward"):
-        cfg["reward"] = s.checkpoints["reward"]
+        cfg["reward"] = row.reward or s.checkpoints["reward"]
+    elif row.reward:
+        raise ConfigError(f"row {row.name!r}: reward={row.reward!r} but its config {row.config!r} trains with none")
     cfg["train"] = {**cfg.get("train", {}), **s.train, "seed": seed}
     DistillSettings.from_dict(cfg["train"])  # unknown keys fail here, before any worker starts
     return cfg
