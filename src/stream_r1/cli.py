@@ -44,16 +44,20 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 def cmd_generate(args: argparse.Namespace) -> None:
     from .generate import generate_to_dir, read_prompts
     from .pipeline import VideoPipeline
+    from .timeline import timeline_from_cli
 
+    timeline = timeline_from_cli(args.prompt, args.prompts, args.switch_at, args.timeline)
     pipe = VideoPipeline.from_checkpoint(args.checkpoint, args.device or "auto", args.dtype)
-    prompts = read_prompts(args.prompt, args.prompts, grammar=pipe.family == "toy")
+    prompts = [timeline.segments[0][1]] if timeline else read_prompts(args.prompt, args.prompts,
+                                                                     grammar=pipe.family == "toy")
     frames = args.frames if args.frames is not None else (WAN_FRAMES if pipe.family == "wan" else NUM_FRAMES)
     init = None
     if args.init_video:
         from .video_io import read_video
 
         init = read_video(args.init_video, pipe.frame_size)
-    manifest = generate_to_dir(pipe, prompts, frames, args.seed, Path(args.out), steps=args.steps, init_video=init)
+    manifest = generate_to_dir(pipe, prompts, frames, args.seed, Path(args.out), steps=args.steps, init_video=init,
+                               timeline=timeline, switch=args.switch)
     print(f"wrote {len(manifest)} videos to {args.out} (manifest.json, i.mp4, i.npz)")
 
 
@@ -331,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--init-video", help="continue this video (.npz from `generate`, or .mp4): its frames go into "
                    "the cache first and --frames new ones follow (causal toy checkpoints)")
+    p.add_argument("--switch-at", type=int, action="append", default=[], metavar="FRAME",
+                   help="switch to the next --prompt at this frame, a chunk boundary (--prompt A --switch-at 36 "
+                   "--prompt B: one video; causal toy checkpoints)")
+    p.add_argument("--timeline", help="a JSON or YAML list of {frame, prompt}: one video whose prompt switches")
+    p.add_argument("--switch", choices=["recache", "keep"], default="recache", help="at a switch, re-write the "
+                   "cache with the new text (recache, default) or keep the old cache (keep)")
     add_device_args(p)
     p.set_defaults(func=cmd_generate)
 

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from .checkpoint import atomic_write
 from .pipeline import VideoPipeline, to_uint8
+from .timeline import Timeline, check_streamable
 from .toyworld.prompts import PromptError, parse_prompt
 from .video_io import write_mp4, write_npz
 
@@ -36,13 +37,20 @@ def read_prompts(prompts: list[str], prompts_file: str | None, grammar: bool = T
 
 def generate_to_dir(
     pipe: VideoPipeline, prompts: list[str], frames: int, seed: int, out: Path, steps: int | None = None,
-    init_video: np.ndarray | None = None,
+    init_video: np.ndarray | None = None, timeline: Timeline | None = None, switch: str = "recache",
 ) -> list[dict]:
     """Generate prompt i with seed `seed + i` into OUT/i.mp4 and OUT/i.npz; write OUT/manifest.json.
 
     `init_video` (uint8 [T0, H, W, 3]): every stream continues these frames; the files hold them, then the
-    `frames` new ones (the manifest's `init_frames` says how many were given).
+    `frames` new ones (the manifest's `init_frames` says how many were given). `timeline`: one video whose
+    prompt switches at its frames (counted from the first new frame; `switch`: recache | keep), `prompts`
+    being [its first prompt]; the manifest records it.
     """
+    prompt_at = None
+    if timeline is not None:
+        check_streamable(timeline, pipe, frames)  # refuse before anything is written
+        at = timeline.prompt_at(pipe.frames_per_chunk)
+        prompt_at = lambda k: [at(k)]  # noqa: E731
     init = None
     if init_video is not None:
         init = torch.from_numpy(np.ascontiguousarray(init_video)).permute(0, 3, 1, 2).float().div(255).unsqueeze(0)
@@ -57,7 +65,8 @@ def generate_to_dir(
     for i, prompt in enumerate(prompts):
         start = time.perf_counter()
         parts = [init[0]] if init is not None else []
-        for chunk in pipe.stream([prompt], frames, seed + i, steps=steps, init_video=init):
+        for chunk in pipe.stream([prompt], frames, seed + i, steps=steps, init_video=init, prompt_at=prompt_at,
+                                 switch=switch):
             parts.append(chunk[0])
             bar.update(1)
         seconds = time.perf_counter() - start
@@ -70,6 +79,8 @@ def generate_to_dir(
         )
         if init is not None:
             manifest[-1]["init_frames"] = int(init.shape[1])
+        if timeline is not None:
+            manifest[-1].update(timeline=timeline.as_list(), switch=switch)
     bar.close()
     atomic_write(out / "manifest.json", lambda p: Path(p).write_text(json.dumps(manifest, indent=1)))
     return manifest

@@ -10,7 +10,7 @@ so a seed means the same video on every device. Decoded frames come back as floa
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +20,7 @@ from .checkpoint import load_dit
 from .device import autocast, inference_dtype, resolve_device
 from .diffusion import flow
 from .diffusion.sampler import denoising_sigmas, randn, sample_euler_cfg, stream_chunks
+from .diffusion.switching import stream_switching
 from .models.codec import SpaceToDepthCodec
 from .models.dit import DiT
 from .models.text import ToyTextEncoder
@@ -134,14 +135,19 @@ class VideoPipeline:
     @torch.inference_mode()
     def stream(
         self, prompts: list[str], frames: int, seed: int, steps: int | None = None,
-        init_video: torch.Tensor | None = None,
+        init_video: torch.Tensor | None = None, prompt_at: Callable[[int], list[str]] | None = None,
+        switch: str = "recache",
     ) -> Iterator[torch.Tensor]:
         """Yield decoded pixel chunks [B, t, 3, H, W] as they are generated.
 
         `init_video` ([B, T0, 3, H, W] in [0, 1], causal toy checkpoints): frames written into the cache first;
-        the `frames` new frames continue them.
+        the `frames` new frames continue them. `prompt_at(k)` (causal checkpoints): the prompts of chunk k, asked
+        as it starts, `prompts` for chunk 0; a change switches the prompt there (`switch`: recache | keep).
         """
         self.check_frames(frames)
+        if prompt_at is not None and not self.model.cfg.causal:
+            raise ValueError("a prompt switch needs a causal (streaming) checkpoint; a bidirectional one samples "
+                             "the whole clip at once")
         init = self.encode_init(init_video) if init_video is not None else None
         cond = self.text(prompts).to(self.device)
         gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
@@ -156,7 +162,12 @@ class VideoPipeline:
             chunk_shape = (*shape[:2], fpc, *shape[3:])
             stream = getattr(self.codec, "stream_decoder", None)  # a causal VAE decodes with its cache carried
             decode = stream().decode if stream is not None else self.codec.decode
-            for chunk in stream_chunks(self.net, shape[2] // fpc, chunk_shape, sigmas, cond, gens, init):
+            if prompt_at is None:
+                chunks = stream_chunks(self.net, shape[2] // fpc, chunk_shape, sigmas, cond, gens, init)
+            else:
+                chunks = stream_switching(self.net, shape[2] // fpc, chunk_shape, sigmas,
+                                          self.text_at(prompt_at, prompts, cond), gens, init, switch)
+            for chunk in chunks:
                 yield decode(chunk).float().cpu()
         else:
             sigmas = flow.sampling_sigmas(steps or s.steps, s.shift).to(self.device)
@@ -165,6 +176,18 @@ class VideoPipeline:
             noise = randn(shape, gens).to(self.device)  # drawn on the CPU: the same video on every device
             video = sample_euler_cfg(self.net, noise, sigmas, cond, uncond.to(self.device), s.guidance)
             yield self.codec.decode(video).float().cpu()
+
+    def text_at(self, prompt_at: Callable[[int], list[str]], prompts: list[str], cond: torch.Tensor,
+                ) -> Callable[[int], torch.Tensor]:
+        """Chunk k's text conditioning: one tensor per distinct prompt list, so an unchanged prompt is no switch."""
+        encoded = {tuple(prompts): cond}
+
+        def at(k: int) -> torch.Tensor:
+            key = tuple(prompt_at(k))
+            if key not in encoded:
+                encoded[key] = self.text(list(key)).to(self.device)
+            return encoded[key]
+        return at
 
     def encode_init(self, video: torch.Tensor) -> torch.Tensor:
         """Latents of the frames a stream continues from; one-line errors for what cannot be continued."""
