@@ -9,6 +9,7 @@ import time
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
 
@@ -228,3 +229,48 @@ def test_cli_port_in_use_is_one_line(ckpt, capsys):
         assert main(["serve", "--checkpoint", str(ckpt), "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip()
     assert f"cannot listen on 127.0.0.1:{port}" in err and len(err.splitlines()) == 1
+
+
+SWITCHED = "a blue square moving up on a white background"
+
+
+def test_a_live_switch_lands_on_a_chunk_boundary_and_equals_the_offline_timeline(pipe, tmp_path):
+    client = client_for(pipe, tmp_path, chunk_delay=0.2)
+    with client.websocket_connect("/ws/generate") as ws:
+        ws.send_json({"prompt": PROMPT, "frames": 18, "seed": 5})
+        assert ws.receive_json()["type"] == "start"
+        first = ws.receive_json()
+        ws.send_json({"type": "switch", "prompt": "a purple circle"})  # refused, and the stream goes on
+        ws.send_json({"type": "switch", "prompt": SWITCHED})
+        rest, code = receive_all(ws)
+    events = [first, *rest]
+    assert code == 1000 and events[-1]["type"] == "done"
+    refused = [e for e in events if e["type"] == "switch_refused"]
+    assert len(refused) == 1 and "purple" in refused[0]["message"]
+    switches = [(i, e) for i, e in enumerate(events) if e["type"] == "switch"]
+    assert len(switches) == 1
+    at, switch = switches[0]
+    k = switch["index"]
+    assert k >= 1 and switch["frame"] == 3 * k and switch["prompt"] == SWITCHED
+    chunks = [e for e in events if e["type"] == "chunk"]
+    assert [e["index"] for e in chunks] == list(range(6)) and events[at + 1]["index"] == k  # sent before chunk k
+    assert events[-1]["timeline"] == [{"frame": 0, "prompt": PROMPT}, {"frame": 3 * k, "prompt": SWITCHED}]
+    streamed = np.concatenate([frames_of(e) for e in chunks])
+    offline = pipe.stream([PROMPT], 18, 5, prompt_at=lambda c: [PROMPT if c < k else SWITCHED])
+    assert np.array_equal(streamed, to_uint8(torch.cat(list(offline), dim=1)[0]).numpy())
+    plain = to_uint8(pipe.generate([PROMPT], 18, 5)[0]).numpy()
+    assert np.array_equal(streamed[: 3 * k], plain[: 3 * k]) and not np.array_equal(streamed, plain)
+
+
+def test_a_bidirectional_stream_refuses_a_switch(tmp_path):
+    path = tmp_path / "teacher.safetensors"
+    save_dit(path, randomized(DiT(tiny_config())), {"codec": {"factor": 1}, "sampler": {"steps": 2}})
+    client = client_for(VideoPipeline.from_checkpoint(path), tmp_path, chunk_delay=0.3)
+    with client.websocket_connect("/ws/generate") as ws:
+        ws.send_json({"prompt": PROMPT, "frames": 6, "seed": 0})
+        assert ws.receive_json()["type"] == "start"
+        ws.send_json({"type": "switch", "prompt": SWITCHED})
+        events, _ = receive_all(ws)
+    types = [e["type"] for e in events]
+    assert types[-1] == "done" and sorted(types[:-1]) == ["chunk", "switch_refused"]
+    assert "bidirectional" in next(e for e in events if e["type"] == "switch_refused")["message"]

@@ -4,8 +4,10 @@ The server slows each chunk by DELAY seconds, and the page records when each chu
 server or page that only showed the video once it was whole fails these tests.
 """
 
+import base64
 import os
 
+import numpy as np
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
@@ -18,7 +20,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason=NO_EXTRA)
 
 from stream_r1.checkpoint import save_dit  # noqa: E402
 from stream_r1.models.dit import DiT  # noqa: E402
-from stream_r1.pipeline import VideoPipeline  # noqa: E402
+from stream_r1.pipeline import VideoPipeline, to_uint8  # noqa: E402
 from stream_r1.serve import ServeLimits  # noqa: E402
 from stream_r1.serve.app import create_app  # noqa: E402
 from stream_r1.serve.server import background_server  # noqa: E402
@@ -32,13 +34,17 @@ PROMPT = "a green triangle moving right quickly on a gray background"
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
+def pipe(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "student.safetensors"
     save_dit(path, randomized(DiT(tiny_config(causal=True))),
              {"codec": {"factor": 1}, "sampler": {"shift": 3.0, "denoising_timesteps": [1000, 500]}})
+    return VideoPipeline.from_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def url(pipe, tmp_path_factory):
     limits = ServeLimits(max_frames=30, chunk_delay=DELAY)
-    app = create_app(VideoPipeline.from_checkpoint(path), limits, checkpoint="tiny-random",
-                     videos_dir=tmp_path_factory.mktemp("videos"))
+    app = create_app(pipe, limits, checkpoint="tiny-random", videos_dir=tmp_path_factory.mktemp("videos"))
     with background_server(app) as base:
         yield base
 
@@ -102,3 +108,30 @@ def test_bad_requests_show_a_message_and_the_page_still_works(page):
     submit(page, "a red circle moving left on a black background", 3)
     page.wait_for_function("window.streamLog.done !== null", timeout=20_000)
     assert not page.is_visible("#error")
+
+
+def test_the_prompt_switches_mid_stream_at_a_chunk_boundary(page, pipe):
+    submit(page, PROMPT, 30)  # 10 chunks of 3 frames, DELAY apart
+    page.wait_for_function("window.streamLog && window.streamLog.chunks.length >= 2", timeout=30_000)
+    assert page.is_enabled("#switch")
+    page.select_option("#colour", "blue")  # the dropdowns rewrite the prompt box
+    switched = page.input_value("#prompt")
+    assert "blue" in switched
+    page.click("#switch")
+    page.wait_for_function("window.streamLog.done !== null", timeout=30_000)
+    log = page.evaluate("() => window.streamLog")
+    assert log["error"] is None and log["switchRefused"] == [] and len(log["switchSent"]) == 1
+    assert len(log["switches"]) == 1, log["switches"]
+    k = log["switches"][0]["index"]
+    sent_after = log["switchSent"][0]["afterChunks"]
+    assert log["switches"][0] == {**log["switches"][0], "frame": 3 * k, "prompt": switched}  # a chunk boundary
+    assert sent_after <= k < 10  # at a boundary not yet started when it was sent, with chunks still to come
+    assert [c["index"] for c in log["chunks"]] == list(range(10))  # every chunk, those after the switch too
+    assert log["timeline"] == [{"frame": 0, "prompt": PROMPT}, {"frame": 3 * k, "prompt": switched}]
+    assert page.inner_text("#switches") == f"from frame {3 * k}: {switched}"
+    assert not page.is_enabled("#switch")  # nothing to switch once the stream is done
+    # Nothing else changed: the chunks before the switch are the unswitched stream's, those after are not.
+    streamed = np.concatenate([np.frombuffer(base64.b64decode(c["rgb"]), np.uint8) for c in log["chunks"]])
+    plain = to_uint8(pipe.generate([PROMPT], 30, 0)[0]).numpy().reshape(-1)
+    cut = 3 * k * 16 * 16 * 3
+    assert np.array_equal(streamed[:cut], plain[:cut]) and not np.array_equal(streamed[cut:], plain[cut:])

@@ -3,7 +3,10 @@
 WebSocket protocol (/ws/generate): the client sends one JSON request {prompt, frames, seed}; the
 server answers `start`, one `chunk` per generated chunk (base64 RGB frames), then `done` (with the
 MP4's address), `cancelled` or `error`, and closes. A refused request gets `error` and close code 1008
-(bad request) or 1013 (busy). The client may send {"type": "cancel"}; disconnecting also cancels.
+(bad request) or 1013 (busy). The client may send {"type": "cancel"}; disconnecting also cancels. It may send
+{"type": "switch", "prompt": "..."} while the stream runs: the worker takes it as the next chunk starts and
+the server answers `switch` {index, frame, prompt} before that chunk (or `switch_refused` {message}); `done`
+carries the `timeline` streamed.
 POST /api/generate takes the same JSON and returns the MP4; it runs to the end (bounded by max_frames).
 """
 
@@ -23,7 +26,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from ..pipeline import VideoPipeline
 from ..toyworld.prompts import BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS
 from ..toyworld.render import NUM_FRAMES
-from .limits import WS_SERVER_ERROR, RequestError, ServeLimits, Slots, check_request
+from .limits import WS_SERVER_ERROR, RequestError, ServeLimits, Slots, check_prompt, check_request
 from .worker import PLAYBACK_FPS, GenerationJob, VideoStore
 
 log = logging.getLogger(__name__)
@@ -139,14 +142,20 @@ def create_app(
             await _send_and_close(ws, {"type": "error", "message": str(err), "status": err.status}, err.ws_code)
             return
         threading.Thread(target=job.run, name="stream-r1-generate", daemon=True).start()
-        watcher = asyncio.create_task(_cancel_on_client(ws, job.cancel))
+        def switch(prompt: object) -> None:
+            try:
+                job.request_switch(check_prompt(prompt, state.limits))
+            except RequestError as err:
+                queue.put_nowait({"type": "switch_refused", "message": str(err)})
+
+        watcher = asyncio.create_task(_cancel_on_client(ws, job.cancel, switch))
         try:
             req = job.request
             await ws.send_json({"type": "start", "prompt": req.prompt, "frames": req.frames, "seed": req.seed,
                                 "chunks": job.num_chunks, "frames_per_chunk": job.frames_per_chunk})
             while True:
                 event = await queue.get()
-                if event["type"] != "chunk":
+                if event["type"] in CLOSE_CODES:
                     await _send_and_close(ws, event, CLOSE_CODES[event["type"]])
                     break
                 await ws.send_json(event)
@@ -181,18 +190,22 @@ async def _send_and_close(ws: WebSocket, event: dict, code: int) -> None:
         pass
 
 
-async def _cancel_on_client(ws: WebSocket, cancel: threading.Event) -> None:
-    """Set `cancel` when the client disconnects or sends {"type": "cancel"}."""
+async def _cancel_on_client(ws: WebSocket, cancel: threading.Event, switch) -> None:
+    """Set `cancel` when the client disconnects or sends {"type": "cancel"}; pass {"type": "switch"} prompts on."""
     try:
         while not cancel.is_set():
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
             try:
-                if json.loads(message.get("text") or "{}").get("type") == "cancel":
-                    break
+                data = json.loads(message.get("text") or "{}")
+                kind = data.get("type")
             except (json.JSONDecodeError, AttributeError):
                 continue
+            if kind == "cancel":
+                break
+            if kind == "switch":
+                switch(data.get("prompt"))
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
     finally:

@@ -58,6 +58,20 @@ def check_request(data: object, limits: ServeLimits, frames_per_chunk: int) -> G
     if not isinstance(data, dict):
         raise RequestError('send a JSON object like {"prompt": "...", "frames": 12, "seed": 0}')
     prompt, frames, seed = data.get("prompt"), data.get("frames"), data.get("seed", 0)
+    prompt = check_prompt(prompt, limits)
+    if not _is_int(frames) or frames < 1:
+        raise RequestError(f"frames={frames!r} is not a positive whole number; use a multiple of {frames_per_chunk}")
+    if frames > limits.max_frames:
+        raise RequestError(f"{frames} frames is over this server's limit of {limits.max_frames}; ask for fewer")
+    if frames % frames_per_chunk:
+        raise RequestError(f"{frames} frames is not a whole number of chunks; use a multiple of {frames_per_chunk}")
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise RequestError(f"seed={seed!r} must be a whole number from 0 to {MAX_SEED}")
+    return GenerationRequest(prompt, int(frames), int(seed))
+
+
+def check_prompt(prompt: object, limits: ServeLimits) -> str:
+    """A prompt text within the length limit and the toy grammar (stripped); RequestError naming the problem."""
     if not isinstance(prompt, str):
         raise RequestError("the request has no prompt text; type a prompt")
     if len(prompt) > limits.max_prompt_chars:
@@ -68,15 +82,7 @@ def check_request(data: object, limits: ServeLimits, frames_per_chunk: int) -> G
         parse_prompt(prompt)
     except PromptError as err:
         raise RequestError(str(err)) from err
-    if not _is_int(frames) or frames < 1:
-        raise RequestError(f"frames={frames!r} is not a positive whole number; use a multiple of {frames_per_chunk}")
-    if frames > limits.max_frames:
-        raise RequestError(f"{frames} frames is over this server's limit of {limits.max_frames}; ask for fewer")
-    if frames % frames_per_chunk:
-        raise RequestError(f"{frames} frames is not a whole number of chunks; use a multiple of {frames_per_chunk}")
-    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
-        raise RequestError(f"seed={seed!r} must be a whole number from 0 to {MAX_SEED}")
-    return GenerationRequest(prompt.strip(), int(frames), int(seed))
+    return prompt.strip()
 
 
 def _is_int(value: object) -> bool:

@@ -1,5 +1,8 @@
 """One generation in a worker thread: chunk by chunk, a cancel flag checked between chunks, then an MP4.
 
+A prompt switch requested while it runs (`request_switch`) is taken as the next chunk starts: the sampler asks
+for each chunk's prompt then, re-caching with the new text (docs/prompt-switch.md).
+
 The worker knows nothing about the web: it reports through `emit(event)` (called from its own thread)
 and `on_finish(status, chunks)`. Events are JSON-able dicts, sent to the page as they are.
 """
@@ -20,7 +23,7 @@ import numpy as np
 
 from ..pipeline import VideoPipeline, to_uint8
 from ..video_io import write_mp4
-from .limits import GenerationRequest
+from .limits import GenerationRequest, RequestError
 
 log = logging.getLogger(__name__)
 PLAYBACK_FPS = 8  # frames per second of the MP4 and of the page's player
@@ -76,6 +79,9 @@ class GenerationJob:
         self.chunk_delay = chunk_delay
         self.cancel = threading.Event()
         self.chunks_done = 0
+        self.timeline = [{"frame": 0, "prompt": request.prompt}]  # the prompts streamed, as `generate` records
+        self._pending: str | None = None
+        self._lock = threading.Lock()
 
     @property
     def frames_per_chunk(self) -> int:
@@ -85,6 +91,26 @@ class GenerationJob:
     @property
     def num_chunks(self) -> int:
         return self.request.frames // self.frames_per_chunk
+
+    def request_switch(self, prompt: str) -> None:
+        """Switch to a checked `prompt` at the next chunk boundary (a later request replaces an untaken one)."""
+        if not self.pipe.model.cfg.causal:
+            raise RequestError("this checkpoint is bidirectional: the whole clip is one chunk, so there is no "
+                               "chunk boundary to switch the prompt at")
+        with self._lock:
+            self._pending = prompt
+
+    def _prompt_at(self, k: int) -> list[str]:
+        """Chunk k's prompt, asked as it starts; a pending switch is taken here and reported."""
+        with self._lock:
+            prompt, self._pending = self._pending, None
+        if prompt is not None and prompt != self.timeline[-1]["prompt"]:
+            frame = k * self.frames_per_chunk
+            if frame == 0:  # asked for before the first chunk started: the stream starts with it
+                self.timeline.clear()
+            self.timeline.append({"frame": frame, "prompt": prompt})
+            self.emit({"type": "switch", "index": k, "frame": frame, "prompt": prompt})
+        return [self.timeline[-1]["prompt"]]
 
     def run(self) -> None:
         """Run to the end, to a cancel, or to an error; always ends with one final event and `on_finish`."""
@@ -102,7 +128,8 @@ class GenerationJob:
         start = time.perf_counter()
         parts: list[np.ndarray] = []
         first_chunk = None
-        stream = self.pipe.stream([req.prompt], req.frames, req.seed)
+        causal = self.pipe.model.cfg.causal
+        stream = self.pipe.stream([req.prompt], req.frames, req.seed, prompt_at=self._prompt_at if causal else None)
         try:
             for index, chunk in enumerate(stream):
                 if self.cancel.wait(self.chunk_delay):  # the test-only delay; a cancel cuts it short
@@ -124,12 +151,14 @@ class GenerationJob:
         if self.cancel.is_set():
             self.emit({"type": "cancelled", "chunks_done": self.chunks_done})
             return "cancelled"
+        if self._pending is not None:
+            self.emit({"type": "switch_refused", "message": "the switch came after the last chunk had started"})
         video = np.concatenate(parts)
         seconds = time.perf_counter() - start
         video_id = self.store.add(video)
         self.emit({
             "type": "done", "video_id": video_id, "mp4": f"/videos/{video_id}.mp4", "frames": int(video.shape[0]),
             "seconds": round(seconds, 4), "first_chunk_seconds": round(first_chunk, 4),
-            "fps": round(video.shape[0] / seconds, 2),
+            "fps": round(video.shape[0] / seconds, 2), "timeline": self.timeline,
         })
         return "completed"
