@@ -5,7 +5,8 @@ B: A with another colour, seeded), streamed for FRAMES frames with the prompt sw
 switch modes (recache: the cache re-written with B's text; keep: the old cache kept), and without a switch
 (A throughout) as the reference for the motion. Measured with a small pixel analysis of its own: object =
 pixels far from the prompt's background colour; a chunk's colour = the named colour nearest the mean colour
-of its object pixels; the jump = the object's centroid step from the last frame before the switch to the
+of its object pixels (and its distance from B's named colour, in the first chunk after the switch); the
+jump = the object's centroid step from the last frame before the switch to the
 first after it, against the median step over the chunks before it.
 
     python benchmarks/prompt_switch.py --out docs/prompt-switch.json --strip docs/prompt-switch-strip.png
@@ -54,13 +55,12 @@ def nearest_colour(rgb: np.ndarray) -> str:
     return min(COLOURS, key=lambda c: float(np.linalg.norm(rgb - np.array(COLOURS[c]))))
 
 
-def chunk_colours(video: np.ndarray, mask: np.ndarray, fpc: int) -> list[str]:
-    """The colour read from each chunk's object pixels."""
+def chunk_means(video: np.ndarray, mask: np.ndarray, fpc: int) -> list[np.ndarray]:
+    """The mean RGB (0..1) of each chunk's object pixels; NaN for a chunk without any."""
     out = []
     for s in range(0, len(video), fpc):
-        m = mask[s : s + fpc]
-        pixels = video[s : s + fpc][m].astype(np.float64) / 255
-        out.append(nearest_colour(pixels.mean(0) if len(pixels) else np.full(3, np.nan)))
+        pixels = video[s : s + fpc][mask[s : s + fpc]].astype(np.float64) / 255
+        out.append(pixels.mean(0) if len(pixels) else np.full(3, np.nan))
     return out
 
 
@@ -76,7 +76,8 @@ def measure(video: np.ndarray, before: str, after: str, switch_at: int, fpc: int
     """Chunks from the switch until the colour is B's (1 = the first chunk with B; None: never), whether it
     stays B's to the end, the jump at the switch and the typical step before it (px)."""
     mask = object_mask(video, parse_prompt(before).background)
-    colours = chunk_colours(video, mask, fpc)[switch_at // fpc :]
+    means = chunk_means(video, mask, fpc)[switch_at // fpc :]
+    colours = [nearest_colour(m) for m in means]
     want = parse_prompt(after).colour
     right = [c == want for c in colours]
     reached = right.index(True) + 1 if any(right) else None
@@ -85,6 +86,7 @@ def measure(video: np.ndarray, before: str, after: str, switch_at: int, fpc: int
     steps = np.linalg.norm(np.diff(centroids(mask), axis=0), axis=1)
     return {
         "reached": reached, "settled": settled, "colours": colours,
+        "colour_error": float(np.linalg.norm(means[0] - np.array(COLOURS[want]))),  # first chunk after the switch
         "jump_px": float(steps[switch_at - 1]),
         "step_px": float(np.nanmedian(steps[switch_at - 1 - STEP_CHUNKS * fpc : switch_at - 1])),
     }
@@ -119,6 +121,7 @@ def summary(rows: list[dict]) -> dict:
         "colour_within_bar": float((chunks <= BAR_CHUNKS).mean()),
         "jump_within_bar": float((np.nan_to_num(jumps, nan=np.inf) <= BAR_JUMP).mean()),
         "both_bars": float(((chunks <= BAR_CHUNKS) & (np.nan_to_num(jumps, nan=np.inf) <= BAR_JUMP)).mean()),
+        "colour_error_median": float(np.nanmedian([r["colour_error"] for r in rows])),
         "jump_over_step_median": float(np.nanmedian(finite(jumps / np.maximum(steps, 1e-6)))),
     }
 
@@ -171,12 +174,12 @@ def main() -> None:
         print(f"\n{ckpt} ({fpc} frames/chunk, window {entry['window']}): {args.pairs} pairs, switch at "
               f"frame {args.switch_at} of {args.frames}")
         print("| mode | chunks to colour (median / p90 / never) | within 2 chunks | jump px (median / p90) "
-              "| jump ≤ 2 px | both | step before px (median) |")
+              "| jump ≤ 2 px | both | step before px (median) | colour error, 1st chunk (median) |")
         for mode, s in [(m, entry[m]["summary"]) for m in ("recache", "keep", "no_switch")]:
             c, j = s["chunks_to_colour"], s["jump_px"]
             print(f"| {mode} | {c['median']:g} / {c['p90']:g} / {c['never']} | {s['colour_within_bar']:.3f} | "
                   f"{j['median']:.2f} / {j['p90']:.2f} | {s['jump_within_bar']:.3f} | {s['both_bars']:.3f} | "
-                  f"{s['step_before_px']['median']:.2f} |")
+                  f"{s['step_before_px']['median']:.2f} | {s['colour_error_median']:.3f} |")
         if args.strip:
             path = Path(args.strip)
             path = path if ckpt == (args.checkpoint or ["toy-dmd"])[0] else path.with_stem(f"{path.stem}-{ckpt}")
