@@ -126,8 +126,8 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
-def strip(videos: dict[str, np.ndarray], pairs: list[tuple[str, str]], picks: list[int], switch_at: int,
-          fpc: int, path: Path, scale: int = 6) -> None:
+def strip(videos: dict[str, np.ndarray], picks: list[int], switch_at: int, fpc: int, path: Path,
+          scale: int = 6) -> None:
     """A PNG: per picked pair one row per mode, the 4 chunks before and after the switch, a gap at the switch."""
     import imageio.v3 as iio
 
@@ -185,7 +185,7 @@ def main() -> None:
             path = path if ckpt == (args.checkpoint or ["toy-dmd"])[0] else path.with_stem(f"{path.stem}-{ckpt}")
             worst = sorted(range(len(pairs)), key=lambda i: -np.nan_to_num(entry["recache"]["per_pair"][i]["jump_px"]))
             picks = [0, 1, *[i for i in worst if i > 1][:2]]  # two ordinary pairs, then re-cache's two largest jumps
-            strip(videos, pairs, picks, args.switch_at, fpc, path)
+            strip(videos, picks, args.switch_at, fpc, path)
             print(f"strip: {path} (pairs {picks}; rows per pair: {', '.join(videos)})")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
