@@ -30,9 +30,12 @@ SHORT_NAMES = {
     # The small student (issue 20): teacher blocks 0, 2, 5 only, so it has room below its teacher.
     "toy-ode-init-small": "toy-ode-init-small.safetensors",
     "toy-dmd-small": "toy-dmd-small.safetensors",
+    "toy-stream-r1-small": "toy-stream-r1-small.safetensors",
+    "toy-teacher-long": "toy-teacher-long.safetensors",  # the long world's teacher (issue 18, docs/teacher-long.md)
 }
 GENERATORS = ("toy-teacher", "toy-ode-init", "toy-dmd", "toy-stream-r1",
-              "toy-ode-init-small", "toy-dmd-small")  # the short names that are DiTs
+              "toy-ode-init-small", "toy-dmd-small", "toy-stream-r1-small",
+              "toy-teacher-long")  # the short names that are DiTs
 DIT_FORMAT = "stream-r1-dit"
 CONVERT_HINT = ("convert it once with: stream-r1 convert {path} --components Wan2.1-T2V-1.3B-Diffusers "
                 "--out student.safetensors")
