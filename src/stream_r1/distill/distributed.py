@@ -56,7 +56,10 @@ class Cluster:
         return self.rank == 0
 
     def close(self) -> None:
+        """Leave the group together: a rank that destroys gloo while another still sends aborts the job."""
         if self.owns_group and dist.is_initialized():
+            if self.world_size > 1:
+                dist.barrier()
             dist.destroy_process_group()
 
 
