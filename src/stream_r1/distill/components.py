@@ -106,7 +106,8 @@ def toy_components(config: dict) -> Components:
     generator, _ = load_dit(config["student_init"], causal=True, **config.get("student", {}))
     return Components(teacher, critic, generator, ToyTextEncoder(teacher.cfg.text_dim), codec, (size, size),
                       [p.text for p in split_prompts("train")],
-                      {"codec": {"factor": codec.space_factor}, "frame_size": size})
+                      {"codec": {"factor": codec.space_factor}, "frame_size": size,
+                       **({"world": extra["world"]} if "world" in extra else {})})
 
 
 # ---------------------------------------------------------------------------------------------

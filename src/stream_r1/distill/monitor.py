@@ -18,6 +18,7 @@ from ..diffusion.sampler import stream_chunks
 from ..pipeline import to_uint8
 from ..toyworld.bench import score_batch
 from ..toyworld.prompts import split_prompts
+from ..toyworld.render import TOY_WORLD
 from ..video_io import frame_strip
 
 
@@ -48,7 +49,7 @@ def evaluate_student(d, writer, step: int | None = None, heldout: tuple | None =
     """Stream held-out videos with the EMA student (or take `heldout_videos(d)` given), log ToyBench, write a grid."""
     step = d.step if step is None else step
     videos, prompts = heldout if heldout is not None else heldout_videos(d)
-    summary = score_batch(videos, prompts)
+    summary = score_batch(videos, prompts, d.component_metadata.get("world", TOY_WORLD))
     for k in ("vq", "mq", "ta", "total"):
         writer.add_scalar(f"toybench/{k}", summary[k], step)
     rows = videos[:6]

@@ -161,6 +161,7 @@ def ode_init(config: dict, run_dir: Path, resume: bool = False) -> Path:
         "frame_size": frame_size,
         "sampler": {"shift": config["shift"], "denoising_timesteps": list(config["denoising_timesteps"])},
         "step": step,
+        **({"world": extra["world"]} if "world" in extra else {}),  # a long-world teacher's student streams there
     }
     save_dit(path, student, meta)
     return path

@@ -3,6 +3,10 @@
 Chunk by chunk through the KV cache: the denoising steps before the rollout's exit step run without
 grad, the exit step runs with grad and its x0 prediction is the chunk's sample; the finished chunk
 is then re-run at t = 0 without grad to write a clean cache entry for the chunks after it.
+
+Long self-rollouts (method.md §2.4, issue 18): `prefix_chunks` chunks are first streamed without grad by the
+student's own sampler, as at inference, so the trained window is generated from a long self-made past
+(its rolling cache, its drift) while the loss and the teacher see only a training-length window.
 """
 
 from __future__ import annotations
@@ -26,16 +30,22 @@ def self_forcing_rollout(
     exit_step: int,
     generator: Generators = None,
     grad: bool = True,
+    prefix_chunks: int = 0,
 ) -> torch.Tensor:
     """Roll the causal student out over a whole video; returns latents [B, C, F, h, w].
 
-    With `grad`, only each chunk's exit-step forward is recorded for backpropagation.
+    With `grad`, only each chunk's exit-step forward is recorded for backpropagation. With `prefix_chunks`
+    > 0 the returned window follows that many chunks streamed without grad through all denoising steps.
     """
     fpc = student.cfg.frames_per_chunk
     b, c, frames, h, w = latent_shape
     if frames % fpc:
         raise ValueError(f"{frames} latent frames is not a whole number of chunks of {fpc}")
     cache = student.new_cache()
+    for _ in range(prefix_chunks):  # the long past, streamed as `generate` streams it
+        with torch.no_grad():
+            x = randn((b, c, fpc, h, w), generator).to(cond.device)
+            write_cache(student, denoise_chunk(student, x, sigmas, cond, cache, generator), cond, cache)
     chunks = []
     for _ in range(frames // fpc):
         x = randn((b, c, fpc, h, w), generator).to(cond.device)

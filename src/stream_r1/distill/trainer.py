@@ -65,6 +65,9 @@ class DistillSettings:
     eval_every: int = 100
     eval_videos: int = 16
     prompt_repeats: int = 1  # each drawn prompt is rolled out this many times (with its own noise) in a step
+    # Long self-rollouts (method.md §2.4): the student streams this many frames and the trained `frames`-frame
+    # window is drawn uniformly from them (its past streamed without grad); 0 = train on the first window.
+    long_rollout_frames: int = 0
     # Memory (distill/parallelize.py): checkpoint each block's activations ("full"), every N-th block
     # ("every_n", N = activation_checkpointing_every) or none; torch.compile each block.
     activation_checkpointing: str = "none"
@@ -81,6 +84,9 @@ class DistillSettings:
             raise ValueError(f"train.prompt_repeats={s.prompt_repeats} must be a positive divisor of "
                              f"micro_batch_size {s.micro_batch_size}, so a prompt's rollouts share a micro-batch")
         s.betas = tuple(s.betas)
+        if s.long_rollout_frames and s.long_rollout_frames < s.frames:
+            raise ValueError(f"train.long_rollout_frames={s.long_rollout_frames} is shorter than train.frames="
+                             f"{s.frames}; set it to a multiple of frames (0 turns long rollouts off)")
         Plan(s.activation_checkpointing, s.activation_checkpointing_every)  # a bad value fails here, early
         if s.lora is not None:
             LoraSettings.from_dict(s.lora)
@@ -231,6 +237,17 @@ class Distiller:
         idx = torch.randint(len(self.prompts), (self.s.batch_size // r,), generator=g).repeat_interleave(r)
         return [self.prompts[i] for i in idx], draw_exit_step(len(self.sigmas), g)
 
+    def prefix_chunks(self, step: int) -> int:
+        """Long self-rollouts (method.md §2.4): how many chunks the student streams before this step's trained
+        window, uniform over the long rollout's window positions, agreed for the whole step (every rank)."""
+        if not self.s.long_rollout_frames:
+            return 0
+        fpc = self.generator.cfg.frames_per_chunk
+        latent = getattr(self.codec, "latent_frames", lambda n: n // self.codec.time_factor)
+        spare = (latent(self.s.long_rollout_frames) - latent(self.s.frames)) // fpc
+        g = torch.Generator().manual_seed((self.s.seed * 1_000_003 + step) * 31 + 18)
+        return int(torch.randint(spare + 1, (1,), generator=g))
+
     def micro_batches(self) -> list[range]:
         m = self.s.micro_batch_size
         return [range(i, i + m) for i in range(0, self.s.batch_size, m)]
@@ -238,14 +255,15 @@ class Distiller:
     # -- losses ----------------------------------------------------------------------------
 
     def generator_loss(self, prompts: list[str], exit_step: int, gens: list[torch.Generator],
-                       weights: tuple[torch.Tensor, torch.Tensor | None] | None = None):
+                       weights: tuple[torch.Tensor, torch.Tensor | None] | None = None, prefix_chunks: int = 0):
         """DMD loss of one micro-batch, scaled to its share of the global batch, plus logs.
 
         `weights` (w_inter [b], W_intra [b, 1, F, h, w] or None) come from the step's pre-pass
         (`global_weights`); without them a reweighter weighs this micro-batch on its own.
         """
         cond = self.text(prompts)
-        x = self_forcing_rollout(self.generator, self.latent_shape(len(prompts)), self.sigmas, cond, exit_step, gens)
+        x = self_forcing_rollout(self.generator, self.latent_shape(len(prompts)), self.sigmas, cond, exit_step, gens,
+                                 prefix_chunks=prefix_chunks)
         g, info = dmd_gradient(x, self.teacher, self.critic, cond, self.uncond(len(prompts)), self.dmd, gens)
         elementwise = dmd_elementwise_loss(x, g)
         w_inter = torch.ones(len(prompts), device=x.device)
@@ -279,7 +297,8 @@ class Distiller:
             mb_prompts = [prompts[i] for i in mb]
             with torch.no_grad():
                 x = self_forcing_rollout(self.generator, self.latent_shape(len(mb)), self.sigmas,
-                                         self.text(mb_prompts), exit_step, gens, grad=False)
+                                         self.text(mb_prompts), exit_step, gens, grad=False,
+                                         prefix_chunks=self.prefix_chunks(step))
             parts.append(self.reweighter.measure(x, mb_prompts))
             index.extend(mb)
         rows = [None] * len(prompts)
@@ -290,19 +309,22 @@ class Distiller:
             raise RuntimeError("the ranks' micro-batches do not cover the global batch; check micro_batches()")
         return self.reweighter.combine(Measured.cat(rows), prompts, self.step)
 
-    def critic_loss(self, prompts: list[str], exit_step: int, gens: list[torch.Generator]) -> torch.Tensor:
+    def critic_loss(self, prompts: list[str], exit_step: int, gens: list[torch.Generator],
+                    prefix_chunks: int = 0) -> torch.Tensor:
         cond = self.text(prompts)
         with torch.no_grad():
-            x = self_forcing_rollout(
-                self.generator, self.latent_shape(len(prompts)), self.sigmas, cond, exit_step, gens, grad=False
-            )
+            x = self_forcing_rollout(self.generator, self.latent_shape(len(prompts)), self.sigmas, cond, exit_step,
+                                     gens, grad=False, prefix_chunks=prefix_chunks)
         return critic_flow_loss(self.critic, x, cond, self.dmd, gens) * len(prompts) / self.s.batch_size
 
     # -- one step --------------------------------------------------------------------------
 
     def train_step(self, step: int) -> dict[str, float]:
         prompts, exit_step = self.step_prompts(step)
+        prefix = self.prefix_chunks(step)
         logs: dict[str, float] = {"rollout/exit_step": exit_step}
+        if self.s.long_rollout_frames:
+            logs["rollout/window_start_chunk"] = prefix
         if step % self.s.generator_every == 0:
             self.opt_g.zero_grad(set_to_none=True)
             total, parts = 0.0, []
@@ -313,7 +335,7 @@ class Distiller:
                 if pre is not None:  # this micro-batch's rows of the global batch's weights
                     w_inter, w_intra, _ = pre
                     mb_weights = (w_inter[mb.start : mb.stop], None if w_intra is None else w_intra[mb.start : mb.stop])
-                loss, mb_logs = self.generator_loss([prompts[i] for i in mb], exit_step, gens, mb_weights)
+                loss, mb_logs = self.generator_loss([prompts[i] for i in mb], exit_step, gens, mb_weights, prefix)
                 loss.backward()
                 total += loss.item()
                 parts.append(mb_logs)
@@ -332,7 +354,7 @@ class Distiller:
         total = 0.0
         for mb in self.micro_batches():
             gens = sample_generators(self.s.seed, step, PHASE_CRITIC, mb)
-            loss = self.critic_loss([prompts[i] for i in mb], exit_step, gens)
+            loss = self.critic_loss([prompts[i] for i in mb], exit_step, gens, prefix)
             loss.backward()
             total += loss.item()
         logs["loss/critic"] = total

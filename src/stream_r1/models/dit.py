@@ -56,6 +56,9 @@ class DiTConfig:
     # initialised projection). RoPE alone is relative; the toy teacher must know where in the clip a frame
     # is to place a constant-velocity object. Streaming passes absolute indices, so the cache stays exact.
     frame_embedding: bool = False
+    # Frames at index >= this share the embedding of index horizon - 1 (-1: no limit). A stream longer than
+    # the clips the embedding was trained on then stays inside its range (docs/method.md §2.4).
+    frame_embedding_horizon: int = -1
     # Toy extension: padding of the per-frame convs. "circular" suits the long world, whose frames wrap around
     # (an object leaving one edge enters at the opposite one); the parameters are the same either way.
     conv_padding: str = "zeros"
@@ -69,6 +72,9 @@ class DiTConfig:
             raise ValueError(f"dim {self.dim} / heads {self.num_heads} must give an even head_dim >= 6")
         if self.conv_padding not in ("zeros", "circular"):
             raise ValueError(f"conv_padding must be 'zeros' or 'circular', got {self.conv_padding!r}")
+        if self.frame_embedding_horizon != -1 and self.frame_embedding_horizon < 1:
+            raise ValueError(f"frame_embedding_horizon must be -1 (no limit) or >= 1, "
+                             f"got {self.frame_embedding_horizon}")
         if self.prediction not in ("flow", "x0"):
             raise ValueError(f"prediction must be 'flow' or 'x0', got {self.prediction!r}")
         if self.local_attn_frames != -1 and self.local_attn_frames < self.sink_frames + self.frames_per_chunk:
@@ -427,7 +433,8 @@ class DiT(nn.Module):
             ctx = self.text_embedding(context)
         frames = torch.arange(grid.frames, device=x.device) + grid.start_frame
         if cfg.frame_embedding:
-            fe = self.frame_embedding(sinusoidal_embedding(frames.float(), cfg.freq_dim))  # [F, dim]
+            index = frames if cfg.frame_embedding_horizon == -1 else frames.clamp(max=cfg.frame_embedding_horizon - 1)
+            fe = self.frame_embedding(sinusoidal_embedding(index.float(), cfg.freq_dim))  # [F, dim]
             x = x + fe.repeat_interleave(grid.tokens_per_frame, dim=0).unsqueeze(0)
         angles = rope_angles(cfg.dim // cfg.num_heads, frames, grid.height, grid.width, cfg.rope_theta)
         rotation = rope_rotation(angles)
