@@ -69,3 +69,16 @@ def test_frame_embedding_horizon_keeps_late_frames_in_range():
         assert not torch.allclose(free(x, t, cond, start_frame=10), free(x, t, cond, start_frame=20), atol=1e-3)
     with pytest.raises(ValueError, match="frame_embedding_horizon"):
         tiny_config(frame_embedding_horizon=0)
+
+
+@pytest.mark.parametrize("name", ["toy-ode-init-long", "toy-dmd-long", "toy-stream-r1-long"])
+def test_shipped_long_students_stream_in_the_long_world(name):
+    """The long world's students load by short name, say their world (so `evaluate` scores them there) and the
+    distilled ones carry the streaming architecture they were trained for (rolling 12-frame window, held frame
+    embedding)."""
+    from stream_r1.checkpoint import load_dit
+
+    model, extra = load_dit(name)
+    assert model.cfg.causal and extra["world"] == "long"
+    if name != "toy-ode-init-long":
+        assert (model.cfg.local_attn_frames, model.cfg.frame_embedding_horizon) == (12, 12)

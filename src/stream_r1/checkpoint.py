@@ -32,10 +32,13 @@ SHORT_NAMES = {
     "toy-dmd-small": "toy-dmd-small.safetensors",
     "toy-stream-r1-small": "toy-stream-r1-small.safetensors",
     "toy-teacher-long": "toy-teacher-long.safetensors",  # the long world's teacher (issue 18, docs/teacher-long.md)
+    "toy-ode-init-long": "toy-ode-init-long.safetensors",  # the long world's students (issue 18, docs/long-students.md)
+    "toy-dmd-long": "toy-dmd-long.safetensors",
+    "toy-stream-r1-long": "toy-stream-r1-long.safetensors",
 }
 GENERATORS = ("toy-teacher", "toy-ode-init", "toy-dmd", "toy-stream-r1",
               "toy-ode-init-small", "toy-dmd-small", "toy-stream-r1-small",
-              "toy-teacher-long")  # the short names that are DiTs
+              "toy-teacher-long", "toy-ode-init-long", "toy-dmd-long", "toy-stream-r1-long")  # the DiTs
 DIT_FORMAT = "stream-r1-dit"
 CONVERT_HINT = ("convert it once with: stream-r1 convert {path} --components Wan2.1-T2V-1.3B-Diffusers "
                 "--out student.safetensors")
