@@ -8,7 +8,7 @@ import torch
 
 from stream_r1.reward.annotator import judge, label_pairs
 from stream_r1.reward.base import AXES
-from stream_r1.reward.train import make_pairs
+from stream_r1.reward.pairs import make_pairs
 from stream_r1.toyworld.prompts import split_prompts
 
 

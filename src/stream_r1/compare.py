@@ -29,19 +29,25 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_write, resolve_checkpoint
+from .compare_report import (
+    CONFIG_FILE,
+    CURVES_FILE,
+    EVAL_FILE,
+    INVOCATIONS_FILE,
+    TIME_FILE,
+    git_commit,
+    train_seconds,
+    write_report,
+)
 from .config import ConfigError, from_section, load_config
 from .reward.base import reward_scores, videos_to_pixels
 from .toyworld.prompts import parse_prompt, split_prompts
 from .toyworld.render import NUM_FRAMES
-from .train_state import read_jsonl
 
 log = logging.getLogger(__name__)
 
 ROLES = ("teacher", "student_init", "reward")  # the checkpoints every row shares
 SEED_STRIDE = 100_000  # video i of seed s is generated with noise seed eval.seed + SEED_STRIDE·s + i
-EVAL_FILE, CONFIG_FILE, TIME_FILE = "compare_eval.json", "compare_config.json", "compare_time.jsonl"
-INVOCATIONS_FILE = "invocations.jsonl"  # RESULTS_DIR: one line per `stream-r1 compare` call (commit, jobs run)
-CURVES_FILE = "compare_curves.jsonl"  # in-run held-out ToyBench and reward of the EMA student, every row alike
 
 
 @dataclass
@@ -315,17 +321,6 @@ class HeldoutMonitor:
         return summary
 
 
-def train_seconds(run_dir: Path, steps: int) -> float | None:
-    """Training wall time of a run: the timed segments, scaled up to all steps if one was lost to a kill."""
-    path = run_dir / TIME_FILE
-    if not path.exists():
-        return None
-    segments = read_jsonl(path)
-    done = sum(s["to_step"] - s["from_step"] for s in segments)
-    seconds = sum(s["seconds"] for s in segments)
-    return seconds * steps / done if done else None
-
-
 def run_job(job: Job) -> dict:
     """Train (resuming) if needed, evaluate, cache the evaluation; returns a short record for the log."""
     torch.set_num_threads(1)
@@ -488,7 +483,6 @@ def run_compare(config: str, out: Path, overrides: list[str] | None = None, comm
 
     `device` (auto | cpu | cuda | cuda:N): where every worker trains and generates and the speed probe runs.
     """
-    from .compare_report import git_commit, write_report
     from .device import resolve_device
 
     device = str(resolve_device(device))  # a GPU asked for on a machine without one fails before anything runs

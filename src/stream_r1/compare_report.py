@@ -65,13 +65,30 @@ def fmt(iv: Interval, digits: int = 3, signed: bool = False) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# What `compare` leaves in a run directory and in RESULTS_DIR
+
+EVAL_FILE, CONFIG_FILE, TIME_FILE = "compare_eval.json", "compare_config.json", "compare_time.jsonl"
+INVOCATIONS_FILE = "invocations.jsonl"  # RESULTS_DIR: one line per `stream-r1 compare` call (commit, jobs run)
+CURVES_FILE = "compare_curves.jsonl"  # in-run held-out ToyBench and reward of the EMA student, every row alike
+
+
+def train_seconds(run_dir: Path, steps: int) -> float | None:
+    """Training wall time of a run: the timed segments, scaled up to all steps if one was lost to a kill."""
+    path = run_dir / TIME_FILE
+    if not path.exists():
+        return None
+    segments = read_jsonl(path)
+    done = sum(s["to_step"] - s["from_step"] for s in segments)
+    seconds = sum(s["seconds"] for s in segments)
+    return seconds * steps / done if done else None
+
+
+# ---------------------------------------------------------------------------------------------
 # Numbers
 
 
 def collect(s, jobs, reused: set[str]) -> dict:
     """Per row: the per-seed values of every metric, read from the cached evaluations and timings."""
-    from .compare import EVAL_FILE, train_seconds
-
     rows = {r.name: {"kind": "distilled" if r.trained else "shared checkpoint", "config": r.config, "set": r.set,
                      "model": r.model, "seeds": {}, "missing": []} for r in s.rows}
     for job in jobs:
@@ -442,8 +459,6 @@ def write_report(s, raw: dict, out: Path, jobs, reused: set[str], speed: dict, s
     analyse(s, rows)
     hacking = reward_hacking(s, rows)
     verdicts = claim_verdicts(s, rows)
-    from .compare import INVOCATIONS_FILE
-
     invocations = read_jsonl(out / INVOCATIONS_FILE)
     videos = len(s.eval.prompts())
     results = {"command": command, "commit": commit, "date": datetime.datetime.now().isoformat(timespec="seconds"),

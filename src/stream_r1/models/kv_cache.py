@@ -7,12 +7,17 @@ the positions. With a rolling window the cache evicts every frame that the next 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from .dit import DiTConfig
+
+class WindowConfig(Protocol):
+    """What the cache reads of a model's config (a `DiTConfig` is one): chunk size and attention window."""
+
+    frames_per_chunk: int
+    local_attn_frames: int
+    sink_frames: int
 
 
 class LayerCache:
@@ -83,7 +88,7 @@ class KVCache:
     def layer(self, i: int) -> LayerCache:
         return self.layers[i]
 
-    def begin_chunk(self, frames: torch.Tensor, tokens_per_frame: int, cfg: DiTConfig) -> None:
+    def begin_chunk(self, frames: torch.Tensor, tokens_per_frame: int, cfg: WindowConfig) -> None:
         """Evict frames outside the window of the chunk starting at frames[0]."""
         if self.tokens_per_frame and tokens_per_frame != self.tokens_per_frame:
             raise ValueError("every chunk streamed through one cache must have the same frame size")

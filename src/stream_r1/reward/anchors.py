@@ -20,7 +20,7 @@ from ..checkpoint import load_state_dict, save_state_dict
 from ..toyworld.degrade import DEGRADATIONS
 from ..toyworld.prompts import parse_prompt, split_prompts
 from .base import AXES, stack_videos
-from .train import PairBatch, _pick_weighted, corrupted_pairs, wrong_prompt
+from .pairs import PairBatch, _pick_weighted, corrupted_pairs, wrong_prompt
 
 log = logging.getLogger(__name__)
 
