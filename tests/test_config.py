@@ -107,3 +107,29 @@ def test_an_override_keeps_a_number_a_number_in_every_config() -> None:
     with pytest.raises(ConfigError, match=r"^train.lr='abc': expected a number$"):
         load_config("toy-teacher", ["train.lr=abc"])
     assert load_config("toy-teacher", ["train.lr=1"])["train"]["lr"] == 1
+
+
+def test_only_presets_are_packaged_and_every_experiment_config_loads() -> None:
+    """Investigation configs live beside their reports in experiments/<name>/, runnable by path (issue 19)."""
+    from pathlib import Path
+
+    from stream_r1.compare import load_compare_config, row_config
+    from stream_r1.config import CONFIG_DIR
+
+    experiments = Path(__file__).parents[1] / "experiments"
+    packaged = {p.stem for p in CONFIG_DIR.glob("*.yaml")}
+    assert not packaged & {"toy-compare-placebo", "toy-compare-seeds", "toy-stream-r1-shuffled", "toy-reward-anchored"}
+    compares = 0
+    for path in sorted(experiments.rglob("*.yaml")):
+        cfg = load_config(str(path))
+        if "rows" in cfg:
+            _, s = load_compare_config(str(path))
+            for row in s.rows:
+                if row.trained:
+                    row_config(s, row, seed=0)  # the row's own config resolves and passes the settings check
+            compares += 1
+    assert compares >= 12
+    with pytest.raises(ConfigError) as err:
+        load_config("nothere")
+    listed = str(err.value)
+    assert "toy-dmd" in listed and "toy-compare-placebo" not in listed and "\n" not in listed

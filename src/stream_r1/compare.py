@@ -39,7 +39,7 @@ from .compare_report import (
     train_seconds,
     write_report,
 )
-from .config import ConfigError, from_section, load_config
+from .config import ConfigError, from_section, load_config, resolve_config
 from .reward.base import reward_scores, videos_to_pixels
 from .toyworld.prompts import parse_prompt, split_prompts
 from .toyworld.render import NUM_FRAMES
@@ -166,6 +166,17 @@ class Job:
     @property
     def label(self) -> str:
         return f"{self.row.name} seed {self.seed}"
+
+
+def load_compare_config(config: str, overrides: list[str] | None = None) -> tuple[dict, CompareSettings]:
+    """A compare config by name or path, raw and checked. A row's `config:` naming a file beside it is read from
+    there, as `base:` is: an experiment keeps its own row configs in its folder, experiments/<name>/."""
+    raw = load_config(config, overrides)
+    here = resolve_config(config).parent
+    for r in raw.get("rows") or []:
+        if isinstance(r, dict) and isinstance(r.get("config"), str) and (here / r["config"]).is_file():
+            r["config"] = str(here / r["config"])
+    return raw, CompareSettings.from_config(raw)
 
 
 def row_config(s: CompareSettings, row: Row, seed: int) -> dict:
@@ -487,8 +498,7 @@ def run_compare(config: str, out: Path, overrides: list[str] | None = None, comm
 
     device = str(resolve_device(device))  # a GPU asked for on a machine without one fails before anything runs
     commit = git_commit()  # the code this invocation trains with, before anyone commits on top of it
-    raw = load_config(config, overrides)
-    s = CompareSettings.from_config(raw)
+    raw, s = load_compare_config(config, overrides)
     if workers is not None:
         s.workers = workers
     for role in ROLES:  # a missing checkpoint fails here, not in every worker
