@@ -67,8 +67,8 @@ def main() -> None:
         return
     import torch
 
-    from stream_r1.checkpoint import save_dit
     from stream_r1.models.dit import DiT, DiTConfig
+    from stream_r1.models.dit_io import save_dit
 
     tmp = Path(tempfile.mkdtemp())
     teacher = tmp / "teacher.safetensors"

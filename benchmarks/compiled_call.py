@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from stream_r1.pipeline import VideoPipeline
+from stream_r1.generation.pipeline import VideoPipeline
 
 STUDENT_CALLS, TEACHER_CALLS = 19, 25  # per 12-frame video: 4 chunks x 4 steps + 3 cache writes; 25 Euler steps
 

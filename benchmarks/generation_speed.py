@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from stream_r1.pipeline import VideoPipeline
+from stream_r1.generation.pipeline import VideoPipeline
 from stream_r1.toyworld.prompts import split_prompts
 
 

@@ -69,7 +69,7 @@ def streaming(device: torch.device, tiny: bool) -> dict:
 
 
 def training_step(device: torch.device, tiny: bool, reward: bool) -> dict:
-    from stream_r1.config import load_config
+    from stream_r1.common.config import load_config
     from stream_r1.distill.trainer import Distiller, DistillSettings
 
     shapes = dict(dim=64, ffn_dim=128, num_heads=2, num_layers=2, height=32, width=48) if tiny else \

@@ -31,7 +31,7 @@ OVERRIDES = ["train.frames=81", "distributed.mixed_precision=fp32"]  # the one-p
 
 
 def reduced_config(extra: list[str]) -> dict:
-    from stream_r1.config import load_config
+    from stream_r1.common.config import load_config
     from stream_r1.distill import components
 
     components.DRY_RUN_SHAPES.update(REDUCED)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from stream_r1.config import load_config
+from stream_r1.common.config import load_config
 from stream_r1.distill.trainer import Distiller
 
 

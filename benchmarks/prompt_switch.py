@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stream_r1.pipeline import VideoPipeline, to_uint8
+from stream_r1.generation.pipeline import VideoPipeline, to_uint8
 from stream_r1.toyworld.prompts import BACKGROUNDS, COLOURS, parse_prompt, split_prompts
 
 OBJECT_DISTANCE = 0.35  # RGB distance (0..1 channels) from the background that makes a pixel the object's

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from stream_r1.checkpoint import load_dit
 from stream_r1.diffusion import flow
 from stream_r1.diffusion.sampler import denoising_sigmas, stream_chunks
 from stream_r1.models.dit import DiT
+from stream_r1.models.dit_io import load_dit
 from stream_r1.models.text import ToyTextEncoder
 
 PROMPT = "a red circle moving right on a black background"

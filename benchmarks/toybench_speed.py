@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from stream_r1.evaluate import eval_prompts, generate_uint8
-from stream_r1.pipeline import VideoPipeline
+from stream_r1.generation.pipeline import VideoPipeline, generate_uint8
 from stream_r1.toyworld import bench
+from stream_r1.toyworld.prompts import eval_prompts
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from stream_r1.config import load_config
+from stream_r1.common.config import load_config
 from stream_r1.distill.dmd import critic_flow_loss, dmd_elementwise_loss, dmd_gradient
 from stream_r1.distill.rollout import self_forcing_rollout
 from stream_r1.distill.trainer import PHASE_CRITIC, PHASE_GENERATOR, Distiller, sample_generators

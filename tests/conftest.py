@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from stream_r1.checkpoint import save_dit
 from stream_r1.models.dit import DiT, DiTConfig
+from stream_r1.models.dit_io import save_dit
 
 torch.set_num_threads(1)
 

@@ -205,7 +205,7 @@ def build_downloads(root: Path) -> dict[str, Path]:
 
 def preset_config(paths: dict[str, Path]) -> dict:
     """The paper preset pointed at the folders, with a CPU-sized train section (the dry run's) and video size."""
-    from stream_r1.config import load_config
+    from stream_r1.common.config import load_config
     from stream_r1.distill.components import dry_run_config
 
     c = load_config("wan2.1-1.3b-stream-r1")

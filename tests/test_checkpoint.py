@@ -6,10 +6,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from stream_r1.checkpoint import CheckpointError, load_dit, save_dit
-from stream_r1.config import load_config
-from stream_r1.pretrain import pretrain
-from stream_r1.train_state import latest_checkpoint
+from stream_r1.common.config import load_config
+from stream_r1.common.weights import CheckpointError
+from stream_r1.distill.pretrain import pretrain
+from stream_r1.models.dit_io import load_dit, save_dit
+from stream_r1.runstate.train_state import latest_checkpoint
 
 from .conftest import randomized, tiny_config
 
@@ -49,7 +50,7 @@ def test_truncated_file_is_refused(tmp_path):
 
 
 def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
-    from stream_r1 import checkpoint
+    from stream_r1.common import weights as checkpoint
     from stream_r1.models.dit import DiT
 
     path = tmp_path / "m.safetensors"

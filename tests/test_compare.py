@@ -8,13 +8,21 @@ import math
 import pytest
 import yaml
 
-from stream_r1.checkpoint import save_dit
-from stream_r1.compare import EVAL_FILE, CompareSettings, Job, check_run_dir, plan_jobs, row_config, student_step
-from stream_r1.compare_report import reward_hacking
-from stream_r1.config import ConfigError, load_config
+from stream_r1.common.config import ConfigError, load_config
+from stream_r1.common.stats import Interval, average_ranks, mean_ci, paired_difference, spearman, t_critical
+from stream_r1.evaluation.compare import (
+    EVAL_FILE,
+    CompareSettings,
+    Job,
+    check_run_dir,
+    plan_jobs,
+    row_config,
+    student_step,
+)
+from stream_r1.evaluation.compare_report import reward_hacking
 from stream_r1.models.dit import DiT
+from stream_r1.models.dit_io import save_dit
 from stream_r1.reward.toy import ToyRewardConfig, ToyRewardModel, save_toy_reward
-from stream_r1.stats import Interval, average_ranks, mean_ci, paired_difference, spearman, t_critical
 
 from .conftest import randomized, tiny_config
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from stream_r1.config import ConfigError, load_config
+from stream_r1.common.config import ConfigError, load_config
 
 
 def test_exponent_without_a_dot_is_a_float() -> None:
@@ -19,8 +19,7 @@ def test_unknown_override_key_names_the_known_ones() -> None:
 
 
 def test_evaluation_subset_is_fixed_and_drawn_from_its_split() -> None:
-    from stream_r1.evaluate import eval_prompts
-    from stream_r1.toyworld.prompts import split_prompts
+    from stream_r1.toyworld.prompts import eval_prompts, split_prompts
 
     train = {p.text for p in split_prompts("train")}
     held = {p.text for p in split_prompts("heldout")}
@@ -61,7 +60,7 @@ def test_packaged_stage_configs_inherit_from_stage_two():
 def test_every_numeric_value_is_checked_when_the_config_loads(override, message) -> None:
     from stream_r1.distill.dmd import DMDSettings
     from stream_r1.distill.trainer import DistillSettings
-    from stream_r1.reweight import ReweightSettings
+    from stream_r1.reweight.settings import ReweightSettings
 
     with pytest.raises(ConfigError) as err:  # at the override where the config had a number, else at the settings
         cfg = load_config("toy-stream-r1", [override])
@@ -72,11 +71,11 @@ def test_every_numeric_value_is_checked_when_the_config_loads(override, message)
 
 
 def test_every_packaged_config_passes_the_type_check() -> None:
-    from stream_r1.config import CONFIG_DIR
+    from stream_r1.common.config import CONFIG_DIR
     from stream_r1.distill.distributed import DistributedSettings
     from stream_r1.distill.dmd import DMDSettings
     from stream_r1.distill.trainer import DistillSettings
-    from stream_r1.reweight import ReweightSettings
+    from stream_r1.reweight.settings import ReweightSettings
 
     checked = 0
     for path in sorted(CONFIG_DIR.glob("*.yaml")):
@@ -113,8 +112,8 @@ def test_only_presets_are_packaged_and_every_experiment_config_loads() -> None:
     """Investigation configs live beside their reports in experiments/<name>/, runnable by path (issue 19)."""
     from pathlib import Path
 
-    from stream_r1.compare import load_compare_config, row_config
-    from stream_r1.config import CONFIG_DIR
+    from stream_r1.common.config import CONFIG_DIR
+    from stream_r1.evaluation.compare import load_compare_config, row_config
 
     experiments = Path(__file__).parents[1] / "experiments"
     packaged = {p.stem for p in CONFIG_DIR.glob("*.yaml")}

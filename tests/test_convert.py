@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from stream_r1.checkpoint import load_dit
 from stream_r1.cli import main
+from stream_r1.models.dit_io import load_dit
 
 
 def convert(downloads, tmp_path, source, *args):

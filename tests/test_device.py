@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from stream_r1.checkpoint import WEIGHTS_DIR
 from stream_r1.cli import build_parser, main, run_config
-from stream_r1.config import ConfigError
-from stream_r1.device import inference_dtype, resolve_device, resolve_dtype
-from stream_r1.pipeline import VideoPipeline
+from stream_r1.common.config import ConfigError
+from stream_r1.common.device import inference_dtype, resolve_device, resolve_dtype
+from stream_r1.common.weights import WEIGHTS_DIR
+from stream_r1.generation.pipeline import VideoPipeline
 
 PROMPTS = ["a red circle moving left on a black background", "a blue square moving up quickly on a white background"]
 # sha256 of the uint8 frames of `stream-r1 generate --seed 3` for PROMPTS (12 frames each), computed with the
@@ -84,9 +84,9 @@ def test_training_commands_write_device_and_dtype_into_the_config(no_cuda):
 
 
 def test_reduced_dtype_runs_and_stays_close(tiny_causal, no_cuda):
+    from stream_r1.generation.pipeline import SamplerSettings
     from stream_r1.models.codec import SpaceToDepthCodec
     from stream_r1.models.text import ToyTextEncoder
-    from stream_r1.pipeline import SamplerSettings
 
     def pipe(dtype):
         return VideoPipeline(tiny_causal, SpaceToDepthCodec(1), ToyTextEncoder(32), SamplerSettings(), 16,

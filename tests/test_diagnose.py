@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from stream_r1.config import load_config
-from stream_r1.diagnose import motion_profile, weight_profile
-from stream_r1.evaluate import eval_prompts, ground_truth_uint8
+from stream_r1.common.config import load_config
+from stream_r1.evaluation.diagnose import motion_profile, weight_profile
+from stream_r1.evaluation.evaluate import ground_truth_uint8
 from stream_r1.models.codec import SpaceToDepthCodec
 from stream_r1.toyworld.bench import STALL_RATIO
+from stream_r1.toyworld.prompts import eval_prompts
 
 
 def test_ground_truth_moves_at_the_prompt_speed_and_a_held_start_shows_as_stalls():
@@ -39,7 +40,9 @@ def test_weight_profile_is_the_trainers_temporal_weight():
     # the profile reads w_t off W_intra = w_t * w_s (mean 1 per frame) / mean: it must equal w_t built directly
     from stream_r1.reward.base import videos_to_pixels
     from stream_r1.reward.toy import load_toy_reward
-    from stream_r1.reweight import ReweightSettings, StreamR1Reweighter, temporal_weights, to_latent_grid
+    from stream_r1.reweight.intra import temporal_weights, to_latent_grid
+    from stream_r1.reweight.reweighter import StreamR1Reweighter
+    from stream_r1.reweight.settings import ReweightSettings
 
     settings = ReweightSettings.from_dict(reweight)
     direct = StreamR1Reweighter(load_toy_reward("toy-reward"), SpaceToDepthCodec(1).decode, settings)
@@ -74,7 +77,7 @@ def test_diagnose_refuses_ground_truth_alone_and_a_config_without_reweighting(ca
 
 
 def test_diagnose_steps_override_matches_the_students_own_four_step_schedule():
-    from stream_r1.diagnose import diagnose
+    from stream_r1.evaluation.diagnose import diagnose
 
     reweight = load_config("toy-stream-r1")["reweight"]
     own = diagnose(["toy-dmd"], "toy-reward", reweight, subset=3)["profiles"]["toy-dmd"]

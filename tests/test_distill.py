@@ -10,12 +10,12 @@ import pytest
 import torch
 import yaml
 
-from stream_r1.checkpoint import load_dit, save_dit
 from stream_r1.distill.dmd import DMDSettings, dmd_elementwise_loss, dmd_gradient
 from stream_r1.distill.rollout import self_forcing_rollout
 from stream_r1.distill.trainer import PHASE_GENERATOR, Distiller, sample_generators
 from stream_r1.models.dit import DiT
-from stream_r1.train_state import read_jsonl
+from stream_r1.models.dit_io import load_dit, save_dit
+from stream_r1.runstate.train_state import read_jsonl
 
 from .conftest import randomized, tiny_config
 
@@ -74,7 +74,7 @@ def test_dmd_gradient_normaliser_and_direction():
 def test_guidance_forms_and_the_public_recipes_effective_scale():
     """`cond` form c + s·(c − u) is the `uncond` form u + s'·(c − u) at s' = s + 1; s = 0 (cond) and s = 1
     (uncond) are the plain conditional flow; the paper preset distils from the public recipe's scale 4."""
-    from stream_r1.config import load_config
+    from stream_r1.common.config import load_config
     from stream_r1.diffusion.sampler import guided_flow
 
     torch.manual_seed(0)
@@ -202,7 +202,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tiny_teacher, tmp_path):
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), k
     for name in ("critic", "generator"):
-        from stream_r1.checkpoint import load_state_dict
+        from stream_r1.common.weights import load_state_dict
 
         sa, _ = load_state_dict(tmp_path / "straight" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
         sb, _ = load_state_dict(tmp_path / "killed" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
@@ -212,7 +212,8 @@ def test_sigkill_then_resume_is_bitwise_identical(tiny_teacher, tmp_path):
 
 
 def test_reweighting_switched_off_gives_exactly_the_dmd_loss(tiny_teacher, tmp_path):
-    from stream_r1.reweight import ReweightSettings, StreamR1Reweighter
+    from stream_r1.reweight.reweighter import StreamR1Reweighter
+    from stream_r1.reweight.settings import ReweightSettings
 
     from .test_reweight import quadratic_reward
 
@@ -244,7 +245,8 @@ def test_every_generator_step_is_logged(tiny_teacher, tmp_path):
 
 def test_resume_restores_the_balancer_window(tiny_teacher, tmp_path):
     """A resumed Stream-R1 run balances the axes from the same window of scores as the run it continues."""
-    from stream_r1.reweight import ReweightSettings, StreamR1Reweighter
+    from stream_r1.reweight.reweighter import StreamR1Reweighter
+    from stream_r1.reweight.settings import ReweightSettings
 
     from .test_reweight import quadratic_reward
 

@@ -17,9 +17,9 @@ import torch
 import torch.distributed.checkpoint as dcp
 import yaml
 
-from stream_r1.checkpoint import load_dit, save_dit
 from stream_r1.distill.trainer import Distiller
 from stream_r1.models.dit import DiT
+from stream_r1.models.dit_io import load_dit, save_dit
 
 from .conftest import randomized, tiny_config
 from .test_distill import tiny_distill_config
@@ -282,7 +282,7 @@ def _paper_scale_worker(rank: int, world: int, port: int, out) -> None:
     torch.set_num_threads(1)
     from torch.distributed.fsdp import FSDPModule
 
-    from stream_r1.config import load_config
+    from stream_r1.common.config import load_config
     from stream_r1.distill.components import dry_run_config
     from stream_r1.distill.distributed import DistributedDistiller, init_cluster
 
@@ -308,7 +308,7 @@ def test_paper_scale_classes_shard_over_two_ranks(tmp_path):
 
     import torch.multiprocessing as mp
 
-    from stream_r1.config import load_config
+    from stream_r1.common.config import load_config
     from stream_r1.distill.components import dry_run_config
 
     with socket.socket() as s:

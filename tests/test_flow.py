@@ -4,7 +4,7 @@ import torch
 
 from stream_r1.diffusion import flow
 from stream_r1.diffusion.sampler import denoising_sigmas
-from stream_r1.pretrain import shift_at
+from stream_r1.distill.pretrain import shift_at
 
 
 def test_shift_hand_values():

@@ -11,11 +11,13 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("diffusers")
 
-from stream_r1.config import load_config  # noqa: E402
+from stream_r1.common.config import load_config  # noqa: E402
 from stream_r1.models.codec import SpaceToDepthCodec  # noqa: E402
 from stream_r1.models.wan_vae import WanVAECodec, tiny_wan_vae  # noqa: E402
 from stream_r1.reward.videoreward import VideoRewardSettings, tiny_videoreward  # noqa: E402
-from stream_r1.reweight import ReweightSettings, StreamR1Reweighter, temporal_weights, to_latent_grid  # noqa: E402
+from stream_r1.reweight.intra import temporal_weights, to_latent_grid
+from stream_r1.reweight.reweighter import StreamR1Reweighter
+from stream_r1.reweight.settings import ReweightSettings
 
 FRAMES, LATENT_FRAMES = 81, 21
 PRESET_SAMPLED = [0, 9, 18, 27, 36, 44, 53, 62, 71, 80]

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from stream_r1.checkpoint import WEIGHTS_DIR, save_dit
 from stream_r1.cli import main
+from stream_r1.common.weights import WEIGHTS_DIR
+from stream_r1.generation.pipeline import VideoPipeline
 from stream_r1.models.dit import DiT
-from stream_r1.pipeline import VideoPipeline
+from stream_r1.models.dit_io import save_dit
 
 from .conftest import randomized, tiny_config
 
@@ -90,8 +91,8 @@ def test_bad_checkpoint_gives_one_line_error(tmp_path, capsys):
 def test_evaluate_checkpoint_writes_json_and_a_strip_above_ground_truth(tmp_path):
     import imageio.v3 as iio
 
-    from stream_r1.evaluate import evaluate_checkpoint, save_comparison_strip
-    from stream_r1.video_io import frame_strip
+    from stream_r1.evaluation.evaluate import evaluate_checkpoint, save_comparison_strip
+    from stream_r1.generation.video_io import frame_strip
 
     result = evaluate_checkpoint("toy-dmd", "train", per_prompt=1, subset=2)
     shown = save_comparison_strip(tmp_path / "strip.png", result)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from stream_r1.checkpoint import save_dit
 from stream_r1.cli import main
 from stream_r1.diffusion.sampler import denoising_sigmas, stream_chunks
+from stream_r1.generation.pipeline import VideoPipeline
+from stream_r1.generation.video_io import read_video, write_mp4, write_npz
 from stream_r1.models.dit import DiT
-from stream_r1.pipeline import VideoPipeline
-from stream_r1.video_io import read_video, write_mp4, write_npz
+from stream_r1.models.dit_io import save_dit
 
 from .conftest import randomized, tiny_config
 

@@ -10,6 +10,21 @@ import stream_r1
 
 PACKAGE = Path(stream_r1.__file__).parent
 
+# The package's parts, bottom to top (README "How it is built"). A module imports only its own folder and the
+# layers below; the parts on one layer know nothing of each other.
+LAYERS = (
+    ("common",),  # configs, devices, statistics, safe weight files
+    ("runstate", "toyworld"),  # resumable training state; the toy world (prompts, renders, ToyBench)
+    ("models",),  # the DiT, its KV cache, text encoders, codecs, Wan I/O
+    ("diffusion",),  # schedules, samplers, prompt switching
+    ("generation",),  # the pipeline, timelines, generate, video files
+    ("reward", "reweight"),  # reward models and their training; Stream-R1's weights
+    ("distill",),  # teacher pretraining, ODE init, DMD, Stream-R1 training, parallelism
+    ("evaluation", "serve"),  # ToyBench evaluation, compare, diagnose, demo; the live page
+    ("cli", "__init__"),  # the command line
+    ("__main__",),  # `python -m stream_r1`
+)
+
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
@@ -84,6 +99,32 @@ def test_the_graph_sees_lazy_and_relative_imports():
     assert "stream_r1.cli" in graph and len(graph) > 50
     assert any(graph.values())
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def part(module: str) -> str:
+    """The folder (or top-level module) of the package a module belongs to."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def layer_of(module: str) -> int:
+    name = part(module)
+    for i, parts in enumerate(LAYERS):
+        if name in parts:
+            return i
+    raise AssertionError(f"{module}: its part {name!r} is on no layer; add it to LAYERS and the README")
+
+
+def test_every_import_runs_down_the_layers():
+    upward = sorted(f"{a} -> {b}" for a, targets in import_graph().items() for b in targets
+                    if part(a) != part(b) and layer_of(b) >= layer_of(a))
+    assert upward == []
+
+
+def test_every_part_has_a_one_line_docstring():
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and doc.splitlines()[0].endswith("."), init
 
 
 def test_no_module_imports_itself_back():

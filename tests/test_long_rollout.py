@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from stream_r1.checkpoint import save_dit
 from stream_r1.diffusion.sampler import stream_chunks
 from stream_r1.distill.rollout import self_forcing_rollout
 from stream_r1.distill.trainer import Distiller, DistillSettings
 from stream_r1.models.dit import DiT
+from stream_r1.models.dit_io import save_dit
 
 from .conftest import randomized, tiny_config
 from .test_distill import tiny_distill_config
@@ -76,7 +76,7 @@ def test_shipped_long_students_stream_in_the_long_world(name):
     """The long world's students load by short name, say their world (so `evaluate` scores them there) and the
     distilled ones carry the streaming architecture they were trained for (rolling 12-frame window, held frame
     embedding)."""
-    from stream_r1.checkpoint import load_dit
+    from stream_r1.models.dit_io import load_dit
 
     model, extra = load_dit(name)
     assert model.cfg.causal and extra["world"] == "long"

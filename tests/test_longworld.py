@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from stream_r1.config import ConfigError, load_config
+from stream_r1.common.config import ConfigError, load_config
+from stream_r1.distill.pretrain import batch_for_step, lr_at, pretrain, teacher_metadata
 from stream_r1.models.dit import DiTConfig, FrameConv
-from stream_r1.pretrain import batch_for_step, lr_at, pretrain, teacher_metadata
 from stream_r1.toyworld.prompts import PromptAttributes, split_prompts
 from stream_r1.toyworld.render import (
     FRAME_SIZE,

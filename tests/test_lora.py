@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from stream_r1.checkpoint import load_dit, save_dit
 from stream_r1.distill.trainer import Distiller
+from stream_r1.generation.pipeline import VideoPipeline
 from stream_r1.models.dit import DiT
-from stream_r1.pipeline import VideoPipeline
+from stream_r1.models.dit_io import load_dit, save_dit
 
 from .conftest import randomized, tiny_config
 from .test_distill import tiny_distill_config

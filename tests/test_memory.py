@@ -47,7 +47,7 @@ def test_parameter_bytes_are_the_sum_over_the_model_parameters():
 
 
 def test_paper_parameter_counts_match_the_real_architectures():
-    from stream_r1.config import load_config
+    from stream_r1.common.config import load_config
 
     spec = M.paper_model_spec(load_config(PRESET))
     assert spec.params["student"] == spec.params["critic"] == 1_418_996_800
@@ -127,7 +127,7 @@ def test_cli_memory_runs_on_the_dry_run_networks(capsys):
 
 @pytest.mark.slow
 def test_paper_preset_fits_on_8_gpus_of_80_gb():
-    from stream_r1.config import load_config
+    from stream_r1.common.config import load_config
 
     config = load_config(PRESET)
     plan = M.plan(config, 8)

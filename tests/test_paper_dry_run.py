@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from stream_r1.config import load_config
+from stream_r1.common.config import load_config
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
@@ -55,9 +55,9 @@ def test_generate_streams_a_wan_family_student(tmp_path):
     """`stream-r1 generate` on a paper-scale student: UMT5 and the Wan VAE load from the local paths it records."""
     import json
 
-    from stream_r1.checkpoint import save_dit
     from stream_r1.cli import main
     from stream_r1.distill.components import dry_run_config, tiny_wan_components
+    from stream_r1.models.dit_io import save_dit
 
     parts = tiny_wan_components(dry_run_config(load_config(PRESET)))
     parts.text.encoder.save_pretrained(tmp_path / "text_encoder")

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper, checkpoint_wrapper
 
-from stream_r1.checkpoint import save_dit
-from stream_r1.config import ConfigError
+from stream_r1.common.config import ConfigError
 from stream_r1.distill.parallelize import Plan
 from stream_r1.distill.trainer import PHASE_CRITIC, PHASE_GENERATOR, Distiller, sample_generators
 from stream_r1.models.dit import DiT, DiTBlock
+from stream_r1.models.dit_io import save_dit
 
 from .conftest import randomized, tiny_config
 from .test_distill import tiny_distill_config

@@ -53,7 +53,7 @@ def test_annotator_shares_no_code_with_toybench():
 
 
 def test_reward_trains_on_annotated_pairs_and_keeps_them_for_resume(tmp_path):
-    from stream_r1.config import load_config
+    from stream_r1.common.config import load_config
     from stream_r1.reward.preference import PreferenceSettings, load_or_build_preferences
     from stream_r1.reward.train import train_reward
 

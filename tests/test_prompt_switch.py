@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from stream_r1.checkpoint import save_dit
 from stream_r1.cli import main
 from stream_r1.diffusion.sampler import denoising_sigmas, predict_x0, stream_chunks, write_cache
 from stream_r1.diffusion.switching import attendable, stream_switching
+from stream_r1.generation.pipeline import VideoPipeline, to_uint8
+from stream_r1.generation.timeline import Timeline, TimelineError, read_timeline, timeline_from_args
 from stream_r1.models.dit import DiT
-from stream_r1.pipeline import VideoPipeline, to_uint8
-from stream_r1.timeline import Timeline, TimelineError, read_timeline, timeline_from_args
+from stream_r1.models.dit_io import save_dit
 
 from .conftest import randomized, tiny_config
 

@@ -55,7 +55,7 @@ def test_one_distill_step_through_the_real_loaders(downloads, tmp_path):
         assert math.isfinite(logs[key]), key
     assert logs["grad_norm/generator"] > 0 and logs["grad_norm/critic"] > 0
     path = d.export()
-    from stream_r1.checkpoint import load_dit
+    from stream_r1.models.dit_io import load_dit
 
     student, extra = load_dit(path)  # what generate reads: the family and the local folders
     assert extra["family"] == "wan" and extra["codec"]["path"] == config["codec"]["path"]
@@ -64,7 +64,7 @@ def test_one_distill_step_through_the_real_loaders(downloads, tmp_path):
 
 @pytest.mark.parametrize("key", ["teacher", "critic_init"])
 def test_a_missing_download_is_a_clear_error(downloads, key):
-    from stream_r1.checkpoint import CheckpointError
+    from stream_r1.common.weights import CheckpointError
     from stream_r1.distill.components import wan_components
 
     config = preset_config(downloads)
@@ -149,8 +149,8 @@ def test_two_ranks_build_on_meta_and_fill_their_shards_like_one_process(download
 
     import torch.multiprocessing as mp
 
-    from stream_r1.checkpoint import load_dit
     from stream_r1.distill.trainer import Distiller
+    from stream_r1.models.dit_io import load_dit
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from stream_r1.checkpoint import SHORT_NAMES, WEIGHTS_DIR, CheckpointError
-from stream_r1.config import load_config
+from stream_r1.common.config import load_config
+from stream_r1.common.weights import SHORT_NAMES, WEIGHTS_DIR, CheckpointError
 from stream_r1.reward.base import AXES, RewardModel, ZScoredReward, validate_pixels
 from stream_r1.reward.pairs import batch_for_step, make_pairs, safe_families, wrong_prompt
 from stream_r1.reward.toy import ToyRewardConfig, ToyRewardModel, load_toy_reward, num_parameters, save_toy_reward

@@ -6,19 +6,18 @@ import math
 import pytest
 import torch
 
-from stream_r1.reweight import (
-    AxisBalancer,
-    ReweightSettings,
-    StreamR1Reweighter,
+from stream_r1.reweight.balance import AxisBalancer
+from stream_r1.reweight.inter import inter_weights, inter_weights_by_prompt
+from stream_r1.reweight.intra import (
     fusion_weights,
-    inter_weights,
-    inter_weights_by_prompt,
     intra_weights,
     minmax,
     spatial_weights,
     temporal_weights,
     to_latent_grid,
 )
+from stream_r1.reweight.reweighter import StreamR1Reweighter
+from stream_r1.reweight.settings import ReweightSettings
 
 
 def test_minmax_hand_case_and_constant_map():

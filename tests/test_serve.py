@@ -16,10 +16,10 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
-from stream_r1.checkpoint import save_dit  # noqa: E402
 from stream_r1.cli import main  # noqa: E402
+from stream_r1.generation.pipeline import VideoPipeline, to_uint8  # noqa: E402
 from stream_r1.models.dit import DiT  # noqa: E402
-from stream_r1.pipeline import VideoPipeline, to_uint8  # noqa: E402
+from stream_r1.models.dit_io import save_dit  # noqa: E402
 from stream_r1.serve import ServeLimits  # noqa: E402
 from stream_r1.serve import server as serve_server  # noqa: E402
 from stream_r1.serve.app import create_app  # noqa: E402

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.skipif(
 pytest.importorskip("fastapi", reason=NO_EXTRA)
 sync_api = pytest.importorskip("playwright.sync_api", reason=NO_EXTRA)
 
-from stream_r1.checkpoint import save_dit  # noqa: E402
+from stream_r1.generation.pipeline import VideoPipeline, to_uint8  # noqa: E402
 from stream_r1.models.dit import DiT  # noqa: E402
-from stream_r1.pipeline import VideoPipeline, to_uint8  # noqa: E402
+from stream_r1.models.dit_io import save_dit  # noqa: E402
 from stream_r1.serve import ServeLimits  # noqa: E402
 from stream_r1.serve.app import create_app  # noqa: E402
 from stream_r1.serve.server import background_server  # noqa: E402

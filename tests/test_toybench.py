@@ -8,20 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from stream_r1.pipeline import to_uint8
+from stream_r1.generation.pipeline import to_uint8
+from stream_r1.generation.video_io import write_npz
 from stream_r1.toyworld import bench, degrade
 from stream_r1.toyworld.degrade import DEGRADATIONS
-from stream_r1.toyworld.prompts import (
-    BACKGROUNDS,
-    COLOURS,
-    DIRECTIONS,
-    SHAPES,
-    SPEEDS,
-    PromptError,
-    split_prompts,
-)
+from stream_r1.toyworld.prompts import BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS, PromptError, split_prompts
 from stream_r1.toyworld.render import render_spec, sample_videos
-from stream_r1.video_io import write_npz
 
 AXES = ("vq", "mq", "ta")
 CHECKS = ("colour_ok", "shape_ok", "direction_ok", "speed_ok", "background_ok", "coherent")

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from stream_r1.checkpoint import save_dit
 from stream_r1.cli import main
-from stream_r1.evaluate import evaluate_checkpoint, over_time_table, save_curve_plot
+from stream_r1.evaluation.evaluate import evaluate_checkpoint, over_time_table, save_curve_plot
+from stream_r1.generation.pipeline import to_uint8
 from stream_r1.models.dit import DiT
-from stream_r1.pipeline import to_uint8
+from stream_r1.models.dit_io import save_dit
 from stream_r1.toyworld import bench
 from stream_r1.toyworld.prompts import PromptAttributes, split_prompts
 from stream_r1.toyworld.render import FRAME_SIZE, LongVideoSpec, render_long_spec, sample_world_videos

@@ -10,7 +10,7 @@ import torch
 pytest.importorskip("transformers")
 
 from stream_r1.reward.base import AXES, RewardModel  # noqa: E402
-from stream_r1.reward.qwen2vl_video import (  # noqa: E402
+from stream_r1.reward.qwen2vl_video import (
     CLIP_STD,
     pad_time,
     patch_rows_to_grid,
@@ -19,7 +19,7 @@ from stream_r1.reward.qwen2vl_video import (  # noqa: E402
     smart_resize,
     unpatchify,
 )
-from stream_r1.reward.videoreward import (  # noqa: E402
+from stream_r1.reward.videoreward import (
     VideoRewardSettings,
     load_prompt_template,
     load_state_into,

@@ -7,14 +7,8 @@ pytest.importorskip("diffusers")
 
 from diffusers import WanTransformer3DModel  # noqa: E402
 
-from stream_r1.checkpoint import CheckpointError  # noqa: E402
-from stream_r1.models.wan_io import (  # noqa: E402
-    diffusers_to_wan,
-    dit_from_diffusers,
-    load_wan_dit,
-    save_wan_dit,
-    wan_state_dict,
-)
+from stream_r1.common.weights import CheckpointError  # noqa: E402
+from stream_r1.models.wan_io import diffusers_to_wan, dit_from_diffusers, load_wan_dit, save_wan_dit, wan_state_dict
 
 
 def tiny_diffusers_wan(seed: int = 0) -> WanTransformer3DModel:

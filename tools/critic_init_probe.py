@@ -14,10 +14,10 @@ import argparse
 
 import torch
 
-from stream_r1.checkpoint import load_dit
 from stream_r1.diffusion.sampler import denoising_sigmas
 from stream_r1.distill.dmd import DMDSettings, critic_flow_loss
 from stream_r1.distill.rollout import self_forcing_rollout
+from stream_r1.models.dit_io import load_dit
 from stream_r1.models.text import ToyTextEncoder
 from stream_r1.toyworld.prompts import split_prompts
 

@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from .checkpoint import CheckpointError
-from .config import ConfigError, load_config
+from .common.config import ConfigError, load_config
+from .common.weights import CheckpointError
 from .toyworld.prompts import PromptError
 from .toyworld.render import NUM_FRAMES
 
@@ -23,7 +23,7 @@ def run_config(args: argparse.Namespace) -> dict:
     `--device` (else the config's `device`, else auto) is resolved here, so a GPU asked for on a machine
     without one is a one-line error before anything loads; `--dtype` replaces the config's `dtype` if given.
     """
-    from .device import resolve_device
+    from .common.device import resolve_device
 
     config = load_config(args.config, args.set)
     config["device"] = args.device or config.get("device") or "auto"
@@ -34,7 +34,7 @@ def run_config(args: argparse.Namespace) -> dict:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from .pretrain import pretrain
+    from .distill.pretrain import pretrain
 
     config = run_config(args)
     path = pretrain(config, Path(args.out), resume=args.resume)
@@ -42,9 +42,9 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from .generate import generate_to_dir, read_prompts
-    from .pipeline import VideoPipeline
-    from .timeline import timeline_from_cli
+    from .generation.generate import generate_to_dir, read_prompts
+    from .generation.pipeline import VideoPipeline
+    from .generation.timeline import timeline_from_cli
 
     timeline = timeline_from_cli(args.prompt, args.prompts, args.switch_at, args.timeline)
     pipe = VideoPipeline.from_checkpoint(args.checkpoint, args.device or "auto", args.dtype)
@@ -53,7 +53,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     frames = args.frames if args.frames is not None else (WAN_FRAMES if pipe.family == "wan" else NUM_FRAMES)
     init = None
     if args.init_video:
-        from .video_io import read_video
+        from .generation.video_io import read_video
 
         init = read_video(args.init_video, pipe.frame_size)
     manifest = generate_to_dir(pipe, prompts, frames, args.seed, Path(args.out), steps=args.steps, init_video=init,
@@ -138,7 +138,13 @@ def cmd_train_reward(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from .evaluate import evaluate_checkpoint, markdown_table, over_time_table, save_comparison_strip, save_curve_plot
+    from .evaluation.evaluate import (
+        evaluate_checkpoint,
+        markdown_table,
+        over_time_table,
+        save_comparison_strip,
+        save_curve_plot,
+    )
     from .toyworld.bench import evaluate_dir
 
     if bool(args.videos) == bool(args.checkpoint):
@@ -208,7 +214,7 @@ def cmd_reward_speed(args: argparse.Namespace) -> None:
 def cmd_diagnose(args: argparse.Namespace) -> None:
     import json
 
-    from .diagnose import diagnose, plot_profiles
+    from .evaluation.diagnose import diagnose, plot_profiles
 
     reweight = load_config(args.config, args.set).get("reweight")
     if not reweight:
@@ -246,7 +252,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from .evaluation.demo import run_demo
 
     print(f"report: {run_demo(Path(args.out), args.per_prompt, args.seed, args.config, args.set)}")
 
@@ -254,7 +260,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     import shlex
 
-    from .compare import run_compare
+    from .evaluation.compare import run_compare
 
     command = " ".join(["stream-r1 compare", "--config", args.config, "--out", args.out,
                         *(f"--set {shlex.quote(x)}" for x in args.set),

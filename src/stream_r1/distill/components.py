@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import load_dit
-from ..config import ConfigError
+from ..common.config import ConfigError
+from ..models.dit_io import load_dit
 
 FAMILIES = ("toy", "wan")
 
@@ -138,7 +138,7 @@ def wan_components(config: dict, empty: bool | Collection[str] = False) -> Compo
     stay on the meta device (no host memory) and `sources` holds their files: shard them first, then
     `fill_components` (or the trainer's `fill_lazy`) allocates and reads each rank's share only.
     """
-    from ..device import resolve_dtype
+    from ..common.device import resolve_dtype
     from ..models.umt5 import UMT5TextEncoder
     from ..models.wan_io import wan_dit_source
     from ..models.wan_vae import WanVAECodec
@@ -198,7 +198,7 @@ def tiny_wan_components(config: dict) -> Components:
     negative = str(config.get("text", {}).get("negative_prompt", ""))
     text = tiny_umt5(words + negative.split(), d_model=s["text_dim"], negative_prompt=negative)
     codec = WanVAECodec(tiny_wan_vae(z_dim=s["latent_channels"]))
-    from ..device import resolve_dtype
+    from ..common.device import resolve_dtype
 
     with torch.random.fork_rng():
         torch.manual_seed(0)

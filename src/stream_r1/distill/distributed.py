@@ -29,9 +29,9 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
-from ..dcp_state import is_sharded_checkpoint, load_full_state, load_sharded_state, save_sharded_state
-from ..reweight import AxisBalancer
-from ..train_state import latest_checkpoint
+from ..reweight.balance import AxisBalancer
+from ..runstate.dcp_state import is_sharded_checkpoint, load_full_state, load_sharded_state, save_sharded_state
+from ..runstate.train_state import latest_checkpoint
 from .parallelize import DistributedSettings, autocast_forward, is_meta
 from .trainer import Distiller, run_loop
 

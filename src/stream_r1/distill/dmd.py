@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import ConfigError, from_section
+from ..common.config import ConfigError, from_section
 from ..diffusion import flow
 from ..diffusion.sampler import GUIDANCE_FORMS, Generators, guided_flow, randn
 from ..models.dit import DiT

@@ -1,7 +1,7 @@
 """The entry point of every distillation: one process, or the ranks of a torchrun job.
 
 Imports run one way: launch → distributed (process groups, FSDP2 trainer) → trainer (one process) →
-parallelize. `cli.py`, `compare.py` and `demo.py` call `distill` / `dry_run` here.
+parallelize. `cli.py`, `evaluation/compare.py` and `evaluation/demo.py` call `distill` / `dry_run` here.
 """
 
 from __future__ import annotations

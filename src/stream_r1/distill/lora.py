@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..config import ConfigError, from_section
-from ..device import resolve_dtype
+from ..common.config import ConfigError, from_section
+from ..common.device import resolve_dtype
 
 # Linear layers of every block: attention projections (self and cross) and the feed-forward network.
 DEFAULT_TARGETS = ("q", "k", "v", "o", "ffn.0", "ffn.2")

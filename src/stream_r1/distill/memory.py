@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from ..config import ConfigError
+from ..common.config import ConfigError
 from ..models.dit import DiT, DiTBlock, DiTConfig, frame_visibility
 from ..models.kv_cache import KVCache, LayerCache
 
@@ -537,7 +537,8 @@ def _reward_pass_bytes(model: nn.Module, settings: dict, pixel_shape: tuple[int,
     """Peak live bytes of one reward forward and its three saliency backwards, above the pixels themselves."""
     from ..reward.base import ZScoredReward
     from ..reward.videoreward import OFFICIAL_MEAN, OFFICIAL_STD
-    from ..reweight import ReweightSettings, StreamR1Reweighter
+    from ..reweight.reweighter import StreamR1Reweighter
+    from ..reweight.settings import ReweightSettings
 
     reward = model if isinstance(model, ZScoredReward) else ZScoredReward(
         model, settings.get("mean", OFFICIAL_MEAN), settings.get("std", OFFICIAL_STD))

@@ -15,11 +15,11 @@ import torch
 from matplotlib import colormaps
 
 from ..diffusion.sampler import stream_chunks
-from ..pipeline import to_uint8
+from ..generation.pipeline import to_uint8
+from ..generation.video_io import frame_strip
 from ..toyworld.bench import score_batch
 from ..toyworld.prompts import split_prompts
 from ..toyworld.render import TOY_WORLD
-from ..video_io import frame_strip
 
 
 def heat(maps: torch.Tensor, size: int) -> np.ndarray:

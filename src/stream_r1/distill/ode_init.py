@@ -19,16 +19,17 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from ..checkpoint import load_dit, load_state_dict, save_dit, save_state_dict
-from ..device import autocast, resolve_device, resolve_dtype
+from ..common.device import autocast, resolve_device, resolve_dtype
+from ..common.weights import load_state_dict, save_state_dict
 from ..diffusion import flow
 from ..diffusion.sampler import denoising_sigmas, guided_flow, predict_x0, write_cache
 from ..models.codec import SpaceToDepthCodec
 from ..models.dit import DiT
+from ..models.dit_io import load_dit, save_dit
 from ..models.text import ToyTextEncoder
+from ..runstate.train_state import latest_checkpoint, load_training_state, save_training_state
 from ..toyworld.prompts import split_prompts
 from ..toyworld.render import FRAME_SIZE, NUM_FRAMES
-from ..train_state import latest_checkpoint, load_training_state, save_training_state
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.utils.checkpoint import checkpoint
 
-from ..config import ConfigError, from_section
+from ..common.config import ConfigError, from_section
 from ..models.kv_cache import LayerCache
 
 PRECISIONS = ("fp32", "bf16")

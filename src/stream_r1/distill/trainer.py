@@ -23,16 +23,17 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from ..checkpoint import save_dit
-from ..config import from_section
-from ..device import resolve_device
+from ..common.config import from_section
+from ..common.device import resolve_device
 from ..diffusion.sampler import denoising_sigmas
-from ..ema import make_ema, update_ema
-from ..reweight import Measured, ReweightSettings, StreamR1Reweighter
+from ..models.dit_io import save_dit
+from ..reweight.reweighter import Measured, StreamR1Reweighter
+from ..reweight.settings import ReweightSettings
+from ..runstate.train_state import latest_checkpoint, load_training_state, save_training_state
 from ..toyworld.render import NUM_FRAMES
-from ..train_state import latest_checkpoint, load_training_state, save_training_state
 from .components import Autocast, build_components, build_reward, dry_run_config, family_of
 from .dmd import DMDSettings, critic_flow_loss, dmd_elementwise_loss, dmd_gradient
+from .ema import make_ema, update_ema
 from .lora import LoraSettings, add_lora, is_lora, merged
 from .parallelize import DistributedSettings, Plan, parallelize
 from .rollout import draw_exit_step, self_forcing_rollout

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import from_section
+from ..common.config import from_section
 from .kv_cache import KVCache, LayerCache
 
 

@@ -19,8 +19,9 @@ import json
 import os
 from pathlib import Path
 
-from ..checkpoint import CheckpointError, save_dit
+from ..common.weights import CheckpointError
 from .dit import DiT
+from .dit_io import save_dit
 from .wan_io import (
     _load_file,
     _select,

@@ -26,7 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..checkpoint import CheckpointError, atomic_write
+from ..common.weights import CheckpointError, atomic_write
 from .dit import DiT, DiTConfig
 
 WAN_HEAD_DIM = 128  # every Wan 2.1 size uses 128 channels per attention head
@@ -330,7 +330,7 @@ def wan_state_dict(model: DiT, layout: str = "wan") -> dict[str, torch.Tensor]:
     cfg = model.cfg
     if cfg.conv_stem_channels or cfg.conv_head_channels or cfg.frame_embedding or cfg.prediction != "flow":
         raise CheckpointError("this DiT uses toy extensions (conv stem/head, frame embedding or x0 prediction) "
-                              "that a Wan checkpoint cannot hold; save it with stream_r1.checkpoint.save_dit")
+                              "that a Wan checkpoint cannot hold; save it with stream_r1.models.dit_io.save_dit")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if layout == "wan":
         return state

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_state_dict, save_state_dict
+from ..common.weights import load_state_dict, save_state_dict
 from ..toyworld.degrade import DEGRADATIONS
 from ..toyworld.prompts import parse_prompt, split_prompts
 from .base import AXES, stack_videos
@@ -29,8 +29,7 @@ ANCHOR_FORMAT = "stream-r1/reward-anchors/v1"
 
 def rollouts(checkpoint: str, prompts: list[str], seed: int, frames: int, batch_size: int = 32) -> torch.Tensor:
     """`checkpoint`'s videos of `prompts` (video i seeded with seed + i) as uint8 [N, T, 3, H, W]."""
-    from ..evaluate import generate_uint8
-    from ..pipeline import VideoPipeline
+    from ..generation.pipeline import VideoPipeline, generate_uint8
 
     videos, _ = generate_uint8(VideoPipeline.from_checkpoint(checkpoint), prompts, seed, frames, batch_size)
     return stack_videos(videos).contiguous()

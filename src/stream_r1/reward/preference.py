@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_state_dict, save_state_dict
-from ..config import from_section
+from ..common.config import from_section
+from ..common.weights import load_state_dict, save_state_dict
 from ..toyworld.prompts import split_prompts
 from .annotator import label_pairs
 from .base import AXES, stack_videos
@@ -72,8 +72,7 @@ class PreferenceSet:
 
 def render_pool(s: PreferenceSettings) -> tuple[torch.Tensor, list[str]]:
     """Every generator's videos of the same `s.prompts` training prompts (video i seeded with seed + i)."""
-    from ..evaluate import generate_uint8
-    from ..pipeline import VideoPipeline
+    from ..generation.pipeline import VideoPipeline, generate_uint8
 
     gen = torch.Generator().manual_seed(s.seed)
     train = split_prompts("train")

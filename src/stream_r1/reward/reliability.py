@@ -13,11 +13,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from ..evaluate import eval_prompts, generate_uint8
-from ..pipeline import VideoPipeline, to_uint8
-from ..stats import spearman
+from ..common.stats import spearman
+from ..generation.pipeline import VideoPipeline, generate_uint8, to_uint8
 from ..toyworld.bench import score_video
-from ..toyworld.prompts import split_prompts
+from ..toyworld.prompts import eval_prompts, split_prompts
 from ..toyworld.render import render_spec, sample_spec
 from .base import AXES, reward_scores
 from .toy import load_toy_reward

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_state_dict, resolve_checkpoint, save_state_dict
+from ..common.weights import CheckpointError, load_state_dict, resolve_checkpoint, save_state_dict
 from ..models.text import ToyTextEncoder
 from ..toyworld.prompts import SPEEDS, PromptAttributes, all_combos
 from .base import AXES, validate_pixels, zscore

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from ..runstate.train_state import latest_checkpoint, load_training_state, save_training_state
 from ..toyworld.degrade import DEGRADATIONS
 from ..toyworld.prompts import split_prompts
 from ..toyworld.render import render_spec, sample_spec
-from ..train_state import latest_checkpoint, load_training_state, save_training_state
 from .base import AXES
 from .pairs import PAIR_KINDS, PairBatch, batch_for_step, degrade, make_pairs
 from .toy import ToyRewardConfig, ToyRewardModel, num_parameters, save_toy_reward

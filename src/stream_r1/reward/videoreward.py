@@ -25,8 +25,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from ..checkpoint import CheckpointError
-from ..config import from_section
+from ..common.config import from_section
+from ..common.weights import CheckpointError
 from .base import AXES, ZScoredReward
 from .qwen2vl_video import preprocess_video, sample_frame_indices
 

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-from ..pipeline import VideoPipeline
+from ..generation.pipeline import VideoPipeline
 from ..toyworld.prompts import BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS
 from ..toyworld.render import NUM_FRAMES
 from .limits import WS_SERVER_ERROR, RequestError, ServeLimits, Slots, check_prompt, check_request

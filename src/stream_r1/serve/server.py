@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..checkpoint import SHORT_NAMES, WEIGHTS_DIR, CheckpointError
-from ..pipeline import VideoPipeline
+from ..common.weights import SHORT_NAMES, WEIGHTS_DIR, CheckpointError
+from ..generation.pipeline import VideoPipeline
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipeline import VideoPipeline, to_uint8
-from ..video_io import write_mp4
+from ..generation.pipeline import VideoPipeline, to_uint8
+from ..generation.video_io import write_mp4
 from .limits import GenerationRequest, RequestError
 
 log = logging.getLogger(__name__)

@@ -127,3 +127,20 @@ def split_prompts(split: str) -> list[PromptAttributes]:
         raise PromptError(f"unknown split {split!r}; use 'train' or 'heldout'")
     chosen = [c for c in all_combos() if (c in held) == (split == "heldout")]
     return [PromptAttributes(c, s, d, b, sp) for (c, s, d, b) in chosen for sp in SPEEDS]
+
+
+SUBSET_SEED = 123  # the fixed random subset of training prompts used to choose checkpoints (docs/teacher.md)
+
+
+def eval_prompts(split: str = "heldout", per_prompt: int = 2, subset: int | None = None) -> list[str]:
+    """Every prompt of a split (or a fixed random `subset` of them), `per_prompt` times, prompt-major.
+
+    Video i gets seed `seed + i`. Checkpoints are chosen on `--split train --subset 48`, so that the held-out
+    prompts are only ever looked at, never selected on.
+    """
+    texts = [p.text for p in split_prompts(split)]
+    if subset is not None:
+        if not 0 < subset <= len(texts):
+            raise ValueError(f"--subset {subset}: the {split} split has {len(texts)} prompts; pick 1..{len(texts)}")
+        texts = random.Random(SUBSET_SEED).sample(texts, subset)
+    return [t for t in texts for _ in range(per_prompt)]

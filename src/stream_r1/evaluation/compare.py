@@ -28,7 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write, resolve_checkpoint
+from ..common.config import ConfigError, from_section, load_config, resolve_config
+from ..common.weights import atomic_write, resolve_checkpoint
+from ..reward.base import reward_scores, videos_to_pixels
+from ..toyworld.prompts import parse_prompt, split_prompts
+from ..toyworld.render import NUM_FRAMES
 from .compare_report import (
     CONFIG_FILE,
     CURVES_FILE,
@@ -39,10 +43,6 @@ from .compare_report import (
     train_seconds,
     write_report,
 )
-from .config import ConfigError, from_section, load_config, resolve_config
-from .reward.base import reward_scores, videos_to_pixels
-from .toyworld.prompts import parse_prompt, split_prompts
-from .toyworld.render import NUM_FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def load_compare_config(config: str, overrides: list[str] | None = None) -> tupl
 
 def row_config(s: CompareSettings, row: Row, seed: int) -> dict:
     """The distillation config of one (row, seed): base config, row overrides, shared checkpoints and train section."""
-    from .distill.trainer import DistillSettings
+    from ..distill.trainer import DistillSettings
 
     cfg = load_config(row.config, row.set)
     if cfg.get("family", "toy") != "toy":
@@ -213,7 +213,7 @@ def plan_jobs(s: CompareSettings, out: Path) -> list[Job]:
 
 def checkpoint_step(run_dir: Path) -> int:
     """The step of a run's latest training checkpoint (0 for none)."""
-    from .train_state import latest_checkpoint
+    from ..runstate.train_state import latest_checkpoint
 
     ckpt = latest_checkpoint(run_dir)
     return json.loads((ckpt / "state.json").read_text())["step"] if ckpt is not None else 0
@@ -282,10 +282,9 @@ def is_finished(job: Job) -> bool:
 
 def evaluate_model(model: str, reward_path: str, ev: EvalSettings, seed: int, device: str = "cpu") -> dict:
     """Generate the evaluation videos of one seed (on `device`), score them with ToyBench and the reward model."""
-    from .evaluate import generate_uint8
-    from .pipeline import VideoPipeline
-    from .reward.toy import load_toy_reward
-    from .toyworld.bench import score_video, summarize
+    from ..generation.pipeline import VideoPipeline, generate_uint8
+    from ..reward.toy import load_toy_reward
+    from ..toyworld.bench import score_video, summarize
 
     prompts = ev.prompts()
     pipe = VideoPipeline.from_checkpoint(model, device)
@@ -312,12 +311,12 @@ class HeldoutMonitor:
     """
 
     def __init__(self, reward_path: str, run_dir: Path) -> None:
-        from .reward.toy import load_toy_reward
+        from ..reward.toy import load_toy_reward
 
         self.reward, self.path = load_toy_reward(reward_path), Path(run_dir) / CURVES_FILE
 
     def __call__(self, d, writer) -> dict[str, float]:
-        from .distill.monitor import evaluate_student, heldout_videos
+        from ..distill.monitor import evaluate_student, heldout_videos
 
         videos, prompts = heldout_videos(d)
         summary = evaluate_student(d, writer, heldout=(videos, prompts))
@@ -341,7 +340,7 @@ def run_job(job: Job) -> dict:
     if job.config is not None:
         steps = job.config["train"]["steps"]
         if student_step(Path(job.model)) != steps:
-            from .distill.launch import distill
+            from ..distill.launch import distill
 
             start_step, start = checkpoint_step(run_dir), time.perf_counter()
             with (run_dir / "train.log").open("a") as bar_log, contextlib.redirect_stderr(bar_log):
@@ -447,7 +446,7 @@ def measure_speeds(models: dict[str, str], ev: EvalSettings, seed: int, device: 
     After one warm-up each, the timed runs go round-robin over the models (`fps_videos` rounds, median per
     model), so a slow spell of the machine touches every row alike. Also returns each model's video (uint8).
     """
-    from .pipeline import VideoPipeline, to_uint8
+    from ..generation.pipeline import VideoPipeline, to_uint8
 
     pipes = {name: VideoPipeline.from_checkpoint(path, device) for name, path in models.items()}
     noise_seed = ev.seed + SEED_STRIDE * seed
@@ -469,10 +468,11 @@ def measure_speeds(models: dict[str, str], ev: EvalSettings, seed: int, device: 
 
 def weight_maps(job: Job, video: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Heat maps of the fused saliency and W_intra the row's own reweighter gives this video (None without intra)."""
-    from .distill.monitor import heat
-    from .models.codec import SpaceToDepthCodec
-    from .reward.toy import load_toy_reward
-    from .reweight import ReweightSettings, StreamR1Reweighter
+    from ..distill.monitor import heat
+    from ..models.codec import SpaceToDepthCodec
+    from ..reward.toy import load_toy_reward
+    from ..reweight.reweighter import StreamR1Reweighter
+    from ..reweight.settings import ReweightSettings
 
     section = (job.config or {}).get("reweight")
     if not section or not section.get("intra", True):
@@ -494,7 +494,7 @@ def run_compare(config: str, out: Path, overrides: list[str] | None = None, comm
 
     `device` (auto | cpu | cuda | cuda:N): where every worker trains and generates and the speed probe runs.
     """
-    from .device import resolve_device
+    from ..common.device import resolve_device
 
     device = str(resolve_device(device))  # a GPU asked for on a machine without one fails before anything runs
     commit = git_commit()  # the code this invocation trains with, before anyone commits on top of it

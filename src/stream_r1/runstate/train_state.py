@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, atomic_write, load_state_dict, save_state_dict
+from ..common.weights import CheckpointError, atomic_write, load_state_dict, save_state_dict
 
 
 def save_training_state(

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
-CONFIG_DIR = Path(__file__).parent / "configs"
+CONFIG_DIR = Path(__file__).parents[1] / "configs"
 
 
 class _Loader(yaml.SafeLoader):

@@ -1,13 +1,7 @@
-"""Checkpoint I/O: atomic safetensors writes, safe loads, and short names for shipped weights.
-
-A model file is one safetensors file whose metadata carries `format` and the model's `config` as
-JSON, so a checkpoint of another architecture is refused with a clear message before any tensor is
-touched. Short names (`toy-teacher`, ...) resolve to files shipped inside the package.
-"""
+"""Safe weight files: atomic safetensors writes, safe loads, and the short names of the shipped weights."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -16,9 +10,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .models.dit import DiT, DiTConfig
+WEIGHTS_DIR = Path(__file__).parents[1] / "weights"
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+
 SHORT_NAMES = {
     "toy-teacher": "toy-teacher.safetensors",
     "toy-ode-init": "toy-ode-init.safetensors",
@@ -36,10 +30,13 @@ SHORT_NAMES = {
     "toy-dmd-long": "toy-dmd-long.safetensors",
     "toy-stream-r1-long": "toy-stream-r1-long.safetensors",
 }
+
+
 GENERATORS = ("toy-teacher", "toy-ode-init", "toy-dmd", "toy-stream-r1",
               "toy-ode-init-small", "toy-dmd-small", "toy-stream-r1-small",
               "toy-teacher-long", "toy-ode-init-long", "toy-dmd-long", "toy-stream-r1-long")  # the DiTs
-DIT_FORMAT = "stream-r1-dit"
+
+
 CONVERT_HINT = ("convert it once with: stream-r1 convert {path} --components Wan2.1-T2V-1.3B-Diffusers "
                 "--out student.safetensors")
 
@@ -113,59 +110,3 @@ def load_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt or not safetensors ({err}); use another file") from err
     return tensors, meta
-
-
-def save_dit(path: Path, model: DiT, extra: dict | None = None) -> None:
-    """Save a DiT with its config (and optional JSON-able extras) in the metadata."""
-    meta = {"format": DIT_FORMAT, "config": json.dumps(model.cfg.to_dict())}
-    if extra:
-        meta["extra"] = json.dumps(extra)
-    save_state_dict(path, model.state_dict(), meta)
-
-
-def keep_blocks(tensors: dict[str, torch.Tensor], num_layers: int, layers, path) -> dict[str, torch.Tensor]:
-    """The state dict with only transformer blocks `layers` (in that order), renumbered 0..n-1.
-
-    A layer-dropped student (issue 20): every tensor outside the blocks is kept, so the embeddings, head
-    and toy convs are the checkpoint's and the kept blocks see the residual stream they were trained on.
-    """
-    layers = [int(i) for i in layers]
-    if not layers or any(not 0 <= i < num_layers for i in layers) or len(set(layers)) != len(layers):
-        raise CheckpointError(f"layers={layers} for {path}: give distinct block indices in 0..{num_layers - 1}")
-    kept = {k: v for k, v in tensors.items() if not k.startswith("blocks.")}
-    for new, old in enumerate(layers):
-        prefix = f"blocks.{old}."
-        kept.update({f"blocks.{new}.{k[len(prefix):]}": v for k, v in tensors.items() if k.startswith(prefix)})
-    return kept
-
-
-def load_dit(name_or_path: str | os.PathLike, **overrides) -> tuple[DiT, dict]:
-    """Build a DiT from a checkpoint; `overrides` change config fields (e.g. causal=True).
-
-    `layers=[0, 2, 5]` keeps only those transformer blocks (a smaller network started from the file's weights).
-    """
-    path = resolve_checkpoint(name_or_path)
-    tensors, meta = load_state_dict(path)
-    if meta.get("format") != DIT_FORMAT:
-        raise CheckpointError(
-            f"{path} is not a stream-r1 DiT checkpoint (format={meta.get('format')!r}); "
-            "pass a file written by stream-r1, or if it is a Wan 2.1 transformer, " + CONVERT_HINT.format(path=path)
-        )
-    stored = json.loads(meta["config"])
-    layers = overrides.pop("layers", None)
-    if layers is not None:
-        tensors = keep_blocks(tensors, int(stored["num_layers"]), layers, path)
-        overrides["num_layers"] = len(layers)
-    cfg = DiTConfig.from_dict({**stored, **overrides})
-    model = DiT(cfg)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    bad_shapes = [k for k, v in tensors.items() if k in own and own[k].shape != v.shape]
-    if missing or unexpected or bad_shapes:
-        raise CheckpointError(
-            f"{path} does not fit the DiT config it carries: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, wrong shapes {bad_shapes[:5]}; the file was probably edited by hand"
-        )
-    model.load_state_dict(tensors)
-    return model, json.loads(meta.get("extra", "{}"))

@@ -24,7 +24,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from .checkpoint import CheckpointError, atomic_write, load_state_dict
+from ..common.weights import CheckpointError, atomic_write, load_state_dict
 
 FORMAT = "dcp"
 Optimized = dict[str, tuple[nn.Module, torch.optim.Optimizer]]  # optimizer name -> (its module, optimizer)

@@ -14,12 +14,12 @@ import shutil
 import time
 from pathlib import Path
 
-from .checkpoint import SHORT_NAMES, WEIGHTS_DIR
-from .config import load_config
+from ..common.config import load_config
+from ..common.weights import SHORT_NAMES, WEIGHTS_DIR
+from ..generation.generate import generate_to_dir
+from ..generation.pipeline import VideoPipeline
+from ..runstate.train_state import read_jsonl
 from .evaluate import evaluate_checkpoint, ground_truth_uint8, markdown_table, save_strip
-from .generate import generate_to_dir
-from .pipeline import VideoPipeline
-from .train_state import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def run_demo(
     """Distil with Stream-R1, evaluate, write samples and the report; returns the report's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from .distill.launch import distill
+    from ..distill.launch import distill
 
     cfg = load_config(config, overrides or [])
     run_dir = out / "distill"

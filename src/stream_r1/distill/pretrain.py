@@ -16,16 +16,16 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from .checkpoint import load_dit, save_dit
-from .config import ConfigError
-from .device import autocast, resolve_device, resolve_dtype
-from .diffusion import flow
-from .ema import make_ema, update_ema, warmup_decay
-from .models.codec import SpaceToDepthCodec
-from .models.dit import DiT, DiTConfig
-from .models.text import ToyTextEncoder
-from .toyworld.prompts import split_prompts
-from .toyworld.render import (
+from ..common.config import ConfigError
+from ..common.device import autocast, resolve_device, resolve_dtype
+from ..diffusion import flow
+from ..models.codec import SpaceToDepthCodec
+from ..models.dit import DiT, DiTConfig
+from ..models.dit_io import load_dit, save_dit
+from ..models.text import ToyTextEncoder
+from ..runstate.train_state import latest_checkpoint, load_training_state, save_training_state
+from ..toyworld.prompts import split_prompts
+from ..toyworld.render import (
     FRAME_SIZE,
     LONG_HORIZON,
     TOY_WORLD,
@@ -34,7 +34,7 @@ from .toyworld.render import (
     sample_videos,
     sample_world_videos,
 )
-from .train_state import latest_checkpoint, load_training_state, save_training_state
+from .ema import make_ema, update_ema, warmup_decay
 
 log = logging.getLogger(__name__)
 

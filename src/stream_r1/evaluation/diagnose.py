@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .evaluate import eval_prompts, generate_uint8, ground_truth_uint8
-from .pipeline import VideoPipeline
-from .reward.base import AXES, videos_to_pixels
-from .reward.toy import load_toy_reward
-from .reweight import ReweightSettings, StreamR1Reweighter
-from .toyworld.bench import STALL_RATIO, segment
-from .toyworld.prompts import SPEEDS, parse_prompt
+from ..generation.pipeline import VideoPipeline, generate_uint8
+from ..reward.base import AXES, videos_to_pixels
+from ..reward.toy import load_toy_reward
+from ..reweight.reweighter import StreamR1Reweighter
+from ..reweight.settings import ReweightSettings
+from ..toyworld.bench import STALL_RATIO, segment
+from ..toyworld.prompts import SPEEDS, eval_prompts, parse_prompt
+from .evaluate import ground_truth_uint8
 
 GROUND_TRUTH = "ground-truth"
 

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import atomic_write
+from ..common.weights import atomic_write
+from ..toyworld.prompts import PromptError, parse_prompt
 from .pipeline import VideoPipeline, to_uint8
 from .timeline import Timeline, check_streamable
-from .toyworld.prompts import PromptError, parse_prompt
 from .video_io import write_mp4, write_npz
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .toyworld.prompts import parse_prompt
+from ..toyworld.prompts import parse_prompt
 
 
 class TimelineError(ValueError):

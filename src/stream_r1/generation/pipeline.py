@@ -10,21 +10,23 @@ so a seed means the same video on every device. Decoded frames come back as floa
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_dit
-from .device import autocast, inference_dtype, resolve_device
-from .diffusion import flow
-from .diffusion.sampler import denoising_sigmas, randn, sample_euler_cfg, stream_chunks
-from .diffusion.switching import stream_switching
-from .models.codec import SpaceToDepthCodec
-from .models.dit import DiT
-from .models.text import ToyTextEncoder
-from .toyworld.render import FRAME_SIZE
+from ..common.device import autocast, inference_dtype, resolve_device
+from ..diffusion import flow
+from ..diffusion.sampler import denoising_sigmas, randn, sample_euler_cfg, stream_chunks
+from ..diffusion.switching import stream_switching
+from ..models.codec import SpaceToDepthCodec
+from ..models.dit import DiT
+from ..models.dit_io import load_dit
+from ..models.text import ToyTextEncoder
+from ..toyworld.render import FRAME_SIZE, NUM_FRAMES
 
 
 @dataclass
@@ -92,8 +94,8 @@ class VideoPipeline:
         sampler = SamplerSettings.from_dict(extra.get("sampler", {}))
         dtype = inference_dtype(dtype, device, extra.get("family", "toy"))
         if extra.get("family") == "wan":  # a paper-scale student: Wan VAE and UMT5 from the local paths it records
-            from .models.umt5 import UMT5TextEncoder
-            from .models.wan_vae import WanVAECodec
+            from ..models.umt5 import UMT5TextEncoder
+            from ..models.wan_vae import WanVAECodec
 
             text_cfg = dict(extra["text"])
             text = UMT5TextEncoder.from_pretrained(text_cfg.pop("path"), text_cfg.pop("tokenizer"), dtype=dtype,
@@ -209,3 +211,19 @@ class VideoPipeline:
 def to_uint8(video: torch.Tensor) -> torch.Tensor:
     """[T, 3, H, W] in [0,1] -> uint8 [T, H, W, 3]."""
     return (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def generate_uint8(
+    pipe: VideoPipeline, prompts: list[str], seed: int, frames: int = NUM_FRAMES, batch_size: int = 32,
+    steps: int | None = None,
+) -> tuple[list[np.ndarray], float]:
+    """Videos as uint8 [T, H, W, 3] (video i seeded with seed + i) and the seconds per video.
+
+    `steps` overrides the sampler's step count (None: the checkpoint's own schedule).
+    """
+    videos, start = [], time.perf_counter()
+    for b in range(0, len(prompts), batch_size):
+        batch = prompts[b : b + batch_size]
+        out = pipe.generate(batch, frames, seed + b, steps)
+        videos += [to_uint8(v).numpy() for v in out]
+    return videos, (time.perf_counter() - start) / max(1, len(prompts))

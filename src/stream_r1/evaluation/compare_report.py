@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .checkpoint import atomic_write
-from .stats import Interval, mean_ci, paired_difference, spearman
-from .train_state import read_jsonl
+from ..common.stats import Interval, mean_ci, paired_difference, spearman
+from ..common.weights import atomic_write
+from ..runstate.train_state import read_jsonl
 
 AXES = ("vq", "mq", "ta")
 METRICS = {  # key -> column title
@@ -408,7 +408,7 @@ def plot_curves(s, jobs, path: Path) -> None:
 
 def plot_strip(strip: list, prompt: str, seed: int, path: Path) -> None:
     """The same prompt and noise through every row, with the saliency and W_intra each Stream-R1 row assigns."""
-    from .video_io import frame_strip
+    from ..generation.video_io import frame_strip
 
     plt = _pyplot()
     lines = []

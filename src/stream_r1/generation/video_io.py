@@ -7,7 +7,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from .checkpoint import atomic_write
+from ..common.weights import atomic_write
 
 
 def upscale(frames: np.ndarray, scale: int) -> np.ndarray:

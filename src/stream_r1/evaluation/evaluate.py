@@ -6,54 +6,19 @@ ToyBench only measures; nothing here feeds back into training.
 from __future__ import annotations
 
 import json
-import random
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import load_state_dict, resolve_checkpoint
-from .pipeline import VideoPipeline, to_uint8
-from .toyworld.bench import SEGMENT_FRAMES, curve, score_batch
-from .toyworld.prompts import parse_prompt, split_prompts
-from .toyworld.render import NUM_FRAMES, TOY_WORLD, check_world, sample_world_videos
+from ..common.weights import load_state_dict, resolve_checkpoint
+from ..generation.pipeline import VideoPipeline, generate_uint8, to_uint8
+from ..toyworld.bench import SEGMENT_FRAMES, curve, score_batch
+from ..toyworld.prompts import eval_prompts, parse_prompt
+from ..toyworld.render import NUM_FRAMES, TOY_WORLD, check_world, sample_world_videos
 
 AXES = ("vq", "mq", "ta", "total")
 CHECKS = ("colour_ok", "shape_ok", "direction_ok", "speed_ok", "background_ok", "coherent")
-
-
-SUBSET_SEED = 123  # the fixed random subset of training prompts used to choose checkpoints (docs/teacher.md)
-
-
-def eval_prompts(split: str = "heldout", per_prompt: int = 2, subset: int | None = None) -> list[str]:
-    """Every prompt of a split (or a fixed random `subset` of them), `per_prompt` times, prompt-major.
-
-    Video i gets seed `seed + i`. Checkpoints are chosen on `--split train --subset 48`, so that the held-out
-    prompts are only ever looked at, never selected on.
-    """
-    texts = [p.text for p in split_prompts(split)]
-    if subset is not None:
-        if not 0 < subset <= len(texts):
-            raise ValueError(f"--subset {subset}: the {split} split has {len(texts)} prompts; pick 1..{len(texts)}")
-        texts = random.Random(SUBSET_SEED).sample(texts, subset)
-    return [t for t in texts for _ in range(per_prompt)]
-
-
-def generate_uint8(
-    pipe: VideoPipeline, prompts: list[str], seed: int, frames: int = NUM_FRAMES, batch_size: int = 32,
-    steps: int | None = None,
-) -> tuple[list[np.ndarray], float]:
-    """Videos as uint8 [T, H, W, 3] (video i seeded with seed + i) and the seconds per video.
-
-    `steps` overrides the sampler's step count (None: the checkpoint's own schedule).
-    """
-    videos, start = [], time.perf_counter()
-    for b in range(0, len(prompts), batch_size):
-        batch = prompts[b : b + batch_size]
-        out = pipe.generate(batch, frames, seed + b, steps)
-        videos += [to_uint8(v).numpy() for v in out]
-    return videos, (time.perf_counter() - start) / max(1, len(prompts))
 
 
 def ground_truth_uint8(
@@ -168,7 +133,7 @@ def save_strip(path: Path, videos: list[np.ndarray], scale: int = 4) -> None:
     """A PNG with one row of frames per video."""
     import imageio.v3 as iio
 
-    from .video_io import frame_strip
+    from ..generation.video_io import frame_strip
 
     iio.imwrite(path, frame_strip(videos, scale=scale))
 

@@ -1,0 +1,1 @@
+"""What every layer uses: run configs, devices and precision, paired statistics, safe weight files."""

@@ -1,0 +1,1 @@
+"""Stream-R1 itself (docs/method.md §3): inter-rollout weights, intra saliency weights, axis balancing."""

@@ -1,0 +1,1 @@
+"""Resumable training state: atomic step checkpoints of one process, sharded DCP checkpoints of many."""
