@@ -110,3 +110,16 @@ def load_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt or not safetensors ({err}); use another file") from err
     return tensors, meta
+
+
+def load_fitting(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path, what: str) -> None:
+    """Load `tensors` into `model`, or refuse in one line naming the keys and shapes that do not fit."""
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    bad_shapes = [k for k, v in tensors.items() if k in own and own[k].shape != v.shape]
+    if missing or unexpected or bad_shapes:
+        raise CheckpointError(
+            f"{path} does not fit the {what} config it carries: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, wrong shapes {bad_shapes[:5]}; the file was probably edited by hand"
+        )
+    model.load_state_dict(tensors)

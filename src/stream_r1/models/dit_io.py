@@ -9,7 +9,14 @@ from pathlib import Path
 
 import torch
 
-from ..common.weights import CONVERT_HINT, CheckpointError, load_state_dict, resolve_checkpoint, save_state_dict
+from ..common.weights import (
+    CONVERT_HINT,
+    CheckpointError,
+    load_fitting,
+    load_state_dict,
+    resolve_checkpoint,
+    save_state_dict,
+)
 from .dit import DiT, DiTConfig
 
 DIT_FORMAT = "stream-r1-dit"
@@ -58,14 +65,5 @@ def load_dit(name_or_path: str | os.PathLike, **overrides) -> tuple[DiT, dict]:
         overrides["num_layers"] = len(layers)
     cfg = DiTConfig.from_dict({**stored, **overrides})
     model = DiT(cfg)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    bad_shapes = [k for k, v in tensors.items() if k in own and own[k].shape != v.shape]
-    if missing or unexpected or bad_shapes:
-        raise CheckpointError(
-            f"{path} does not fit the DiT config it carries: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, wrong shapes {bad_shapes[:5]}; the file was probably edited by hand"
-        )
-    model.load_state_dict(tensors)
+    load_fitting(model, tensors, path, "DiT")
     return model, json.loads(meta.get("extra", "{}"))

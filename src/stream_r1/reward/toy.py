@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..common.weights import CheckpointError, load_state_dict, resolve_checkpoint, save_state_dict
+from ..common.weights import CheckpointError, load_fitting, load_state_dict, resolve_checkpoint, save_state_dict
 from ..models.text import ToyTextEncoder
 from ..toyworld.prompts import SPEEDS, PromptAttributes, all_combos
 from .base import AXES, validate_pixels, zscore
@@ -182,13 +182,5 @@ def load_toy_reward(name_or_path: str | os.PathLike = "toy-reward") -> ToyReward
         model = ToyRewardModel(ToyRewardConfig.from_dict(json.loads(meta["config"])))
     except (KeyError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path} carries an unusable toy reward config ({err}); retrain or re-save it") from err
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
-    bad_shapes = [k for k, v in tensors.items() if k in own and own[k].shape != v.shape]
-    if missing or unexpected or bad_shapes:
-        raise CheckpointError(
-            f"{path} does not fit the toy reward config it carries: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, wrong shapes {bad_shapes[:5]}; the file was probably edited by hand"
-        )
-    model.load_state_dict(tensors)
+    load_fitting(model, tensors, path, "toy reward")
     return model.requires_grad_(False).eval()
