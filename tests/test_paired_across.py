@@ -1,0 +1,45 @@
+"""tools/paired_across.py: rows of different compare results pair seed by seed, and merged files must agree."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "paired_across.py"
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("paired_across", TOOL)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def write_results(path: Path, row: str, seeds: dict[str, float]) -> str:
+    recs = {s: {"values": {"toybench/vq": v, "toybench/mq": v, "toybench/ta": v, "toybench/total": v},
+                "subscores": {"mq_track": v, "vq_shape": 2 * v}} for s, v in seeds.items()}
+    path.write_text(json.dumps({"rows": {row: {"seeds": recs}}}))
+    return str(path)
+
+
+def test_seeds_merge_across_files_and_pair(tmp_path):
+    tool = load_tool()
+    a1 = write_results(tmp_path / "a1.json", "x", {"0": 1.0, "1": 2.0})
+    a2 = write_results(tmp_path / "a2.json", "x", {"1": 2.0, "2": 3.0})
+    b = write_results(tmp_path / "b.json", "y", {"0": 0.5, "1": 1.5, "2": 2.5, "3": 9.0})
+    assert set(tool.row_seeds(f"{a1},{a2}", "x")) == {"0", "1", "2"}
+    text = tool.table([(f"{a1},{a2}", "x", b, "y")], ["toybench/vq", "vq_shape"], ["VQ", "shape"])
+    assert "| x − y (3) | +0.500 ± 0.000 ▲ | +1.000 ± 0.000 ▲ |" in text  # seed 3 has no partner: left out
+
+
+def test_a_seed_recorded_twice_must_agree(tmp_path):
+    tool = load_tool()
+    a1 = write_results(tmp_path / "a1.json", "x", {"0": 1.0})
+    a2 = write_results(tmp_path / "a2.json", "x", {"0": 1.5})
+    with pytest.raises(SystemExit, match="seed 0 differs"):
+        tool.row_seeds(f"{a1},{a2}", "x")
+    with pytest.raises(SystemExit, match="no row 'z'"):
+        tool.row_seeds(a1, "z")
