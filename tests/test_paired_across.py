@@ -43,3 +43,10 @@ def test_a_seed_recorded_twice_must_agree(tmp_path):
         tool.row_seeds(f"{a1},{a2}", "x")
     with pytest.raises(SystemExit, match="no row 'z'"):
         tool.row_seeds(a1, "z")
+
+
+def test_pairs_can_be_cut_to_named_seeds(tmp_path):
+    tool = load_tool()
+    a = write_results(tmp_path / "a.json", "x", {"0": 1.0, "1": 2.0, "2": 4.0})
+    b = write_results(tmp_path / "b.json", "y", {"0": 0.0, "1": 0.0, "2": 0.0})
+    assert "| x − y (2) | +1.500 ±" in tool.table([(a, "x", b, "y")], ["toybench/vq"], ["VQ"], only={"0", "1"})

@@ -52,10 +52,13 @@ def cell(a: dict[str, float], b: dict[str, float]) -> tuple[str, int]:
     return f"{iv.mean:+.3f} ± {iv.half_width:.3f}{mark}", iv.n
 
 
-def table(pairs: list[tuple[str, str, str, str]], metrics: list[str], header: list[str]) -> str:
+def table(pairs: list[tuple[str, str, str, str]], metrics: list[str], header: list[str],
+          only: set[str] | None = None) -> str:
     lines = ["| paired Δ (mean ± 95% CI, seeds) | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for ra, a, rb, b in pairs:
         sa, sb = row_seeds(ra, a), row_seeds(rb, b)
+        if only is not None:
+            sa = {k: v for k, v in sa.items() if k in only}
         cells = [cell(metric_values(sa, m), metric_values(sb, m)) for m in metrics]
         lines.append(f"| {a} − {b} ({cells[0][1]}) | " + " | ".join(c for c, _ in cells) + " |")
     return "\n".join(lines)
@@ -65,16 +68,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pairs", nargs="+", help="RESULTS_A ROW_A RESULTS_B ROW_B, repeated")
     ap.add_argument("--subscores", action="store_true", help="also print the ToyBench sub-scores, paired")
+    ap.add_argument("--seeds", help="pair on these seeds only (comma-separated), e.g. to match another table's")
     args = ap.parse_args()
     if len(args.pairs) % 4:
         raise SystemExit("give the pairs as RESULTS_A ROW_A RESULTS_B ROW_B, four words each")
     pairs = [tuple(args.pairs[i : i + 4]) for i in range(0, len(args.pairs), 4)]
-    print(table(pairs, list(METRICS), ["VQ", "MQ", "TA", "total"]))
+    only = set(args.seeds.split(",")) if args.seeds else None
+    print(table(pairs, list(METRICS), ["VQ", "MQ", "TA", "total"], only))
     if args.subscores:
         first = next(iter(row_seeds(pairs[0][0], pairs[0][1]).values()))
         names = sorted(first.get("subscores", {}), key=lambda n: (AXIS_ORDER.index(n.split("_")[0]), n))
         print()
-        print(table(pairs, names, names))
+        print(table(pairs, names, names, only))
 
 
 if __name__ == "__main__":
