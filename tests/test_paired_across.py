@@ -31,7 +31,7 @@ def test_seeds_merge_across_files_and_pair(tmp_path):
     a2 = write_results(tmp_path / "a2.json", "x", {"1": 2.0, "2": 3.0})
     b = write_results(tmp_path / "b.json", "y", {"0": 0.5, "1": 1.5, "2": 2.5, "3": 9.0})
     assert set(tool.row_seeds(f"{a1},{a2}", "x")) == {"0", "1", "2"}
-    text = tool.table([(f"{a1},{a2}", "x", b, "y")], ["toybench/vq", "vq_shape"], ["VQ", "shape"])
+    text = tool.table(tool.load_pairs([f"{a1},{a2}", "x", b, "y"]), ["toybench/vq", "vq_shape"], ["VQ", "shape"])
     assert "| x − y (3) | +0.500 ± 0.000 ▲ | +1.000 ± 0.000 ▲ |" in text  # seed 3 has no partner: left out
 
 
@@ -49,4 +49,5 @@ def test_pairs_can_be_cut_to_named_seeds(tmp_path):
     tool = load_tool()
     a = write_results(tmp_path / "a.json", "x", {"0": 1.0, "1": 2.0, "2": 4.0})
     b = write_results(tmp_path / "b.json", "y", {"0": 0.0, "1": 0.0, "2": 0.0})
-    assert "| x − y (2) | +1.500 ±" in tool.table([(a, "x", b, "y")], ["toybench/vq"], ["VQ"], only={"0", "1"})
+    pairs = tool.load_pairs([a, "x", b, "y"], only={"0", "1"})
+    assert "| x − y (2) | +1.500 ±" in tool.table(pairs, ["toybench/vq"], ["VQ"])

@@ -14,7 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from stream_r1.common.stats import paired_difference
+from stream_r1.common.stats import SIGN_MARKS, paired_difference
+from stream_r1.evaluation.compare_report import fmt
 
 METRICS = ("toybench/vq", "toybench/mq", "toybench/ta", "toybench/total")
 AXIS_ORDER = ("vq", "mq", "ta")  # sub-scores are named <axis>_<what>
@@ -48,20 +49,28 @@ def metric_values(seeds: dict[str, dict], metric: str) -> dict[str, float]:
 
 def cell(a: dict[str, float], b: dict[str, float]) -> tuple[str, int]:
     iv = paired_difference(a, b)
-    mark = {1: " ▲", -1: " ▼", 0: ""}[iv.sign()]
-    return f"{iv.mean:+.3f} ± {iv.half_width:.3f}{mark}", iv.n
+    return fmt(iv, signed=True) + SIGN_MARKS[iv.sign()], iv.n
 
 
-def table(pairs: list[tuple[str, str, str, str]], metrics: list[str], header: list[str],
-          only: set[str] | None = None) -> str:
+def table(pairs: list[tuple[str, dict, dict]], metrics: list[str], header: list[str]) -> str:
+    """One markdown row per (label, seeds of row a, seeds of row b), one paired cell per metric."""
     lines = ["| paired Δ (mean ± 95% CI, seeds) | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
-    for ra, a, rb, b in pairs:
-        sa, sb = row_seeds(ra, a), row_seeds(rb, b)
+    for label, sa, sb in pairs:
+        cells = [cell(metric_values(sa, m), metric_values(sb, m)) for m in metrics]
+        lines.append(f"| {label} ({cells[0][1]}) | " + " | ".join(c for c, _ in cells) + " |")
+    return "\n".join(lines)
+
+
+def load_pairs(words: list[str], only: set[str] | None = None) -> list[tuple[str, dict, dict]]:
+    """(label, seeds of a, seeds of b) per RESULTS_A ROW_A RESULTS_B ROW_B, each file read once; `only` cuts the
+    seeds of a (pairing then uses the seeds both sides hold)."""
+    pairs = []
+    for ra, a, rb, b in (words[i : i + 4] for i in range(0, len(words), 4)):
+        sa = row_seeds(ra, a)
         if only is not None:
             sa = {k: v for k, v in sa.items() if k in only}
-        cells = [cell(metric_values(sa, m), metric_values(sb, m)) for m in metrics]
-        lines.append(f"| {a} − {b} ({cells[0][1]}) | " + " | ".join(c for c, _ in cells) + " |")
-    return "\n".join(lines)
+        pairs.append((f"{a} − {b}", sa, row_seeds(rb, b)))
+    return pairs
 
 
 def main() -> None:
@@ -72,14 +81,13 @@ def main() -> None:
     args = ap.parse_args()
     if len(args.pairs) % 4:
         raise SystemExit("give the pairs as RESULTS_A ROW_A RESULTS_B ROW_B, four words each")
-    pairs = [tuple(args.pairs[i : i + 4]) for i in range(0, len(args.pairs), 4)]
-    only = set(args.seeds.split(",")) if args.seeds else None
-    print(table(pairs, list(METRICS), ["VQ", "MQ", "TA", "total"], only))
+    pairs = load_pairs(args.pairs, set(args.seeds.split(",")) if args.seeds else None)
+    print(table(pairs, list(METRICS), ["VQ", "MQ", "TA", "total"]))
     if args.subscores:
-        first = next(iter(row_seeds(pairs[0][0], pairs[0][1]).values()))
+        first = next(iter(pairs[0][1].values()))
         names = sorted(first.get("subscores", {}), key=lambda n: (AXIS_ORDER.index(n.split("_")[0]), n))
         print()
-        print(table(pairs, names, names, only))
+        print(table(pairs, names, names))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,9 @@ def t_critical(df: int, confidence: float = 0.95) -> float:
     return x
 
 
+SIGN_MARKS = {1: " ▲", -1: " ▼", 0: ""}  # an interval's sign in a report: wholly above zero, below, or neither
+
+
 @dataclass(frozen=True)
 class Interval:
     """Mean of n values with the half-width of its confidence interval (nan when n < 2)."""

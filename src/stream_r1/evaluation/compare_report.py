@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..common.stats import Interval, mean_ci, paired_difference, spearman
+from ..common.stats import SIGN_MARKS, Interval, mean_ci, paired_difference, spearman
 from ..common.weights import atomic_write
 from ..runstate.train_state import read_jsonl
 
@@ -227,7 +227,6 @@ def scores_table(s, rows: dict, speed: dict) -> str:
 def paired_table(s, rows: dict) -> str:
     head = ["row", *(f"Δ {t}" for t in METRICS.values())]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    marks = {1: " ▲", -1: " ▼", 0: ""}
     for r in s.rows:
         vs = rows[r.name].get("vs_baseline", {})
         if r.name == s.baseline or not vs:
@@ -237,7 +236,7 @@ def paired_table(s, rows: dict) -> str:
             if k not in vs:
                 cells.append("—")
                 continue
-            text = fmt(as_interval(vs[k]), signed=True) + marks[vs[k]["sign"]]
+            text = fmt(as_interval(vs[k]), signed=True) + SIGN_MARKS[vs[k]["sign"]]
             cells.append(f"**{text}**" if vs[k]["sign"] > 0 else text)
         lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -249,7 +248,6 @@ def subscore_table(s, rows: dict) -> str:
     base = rows[s.baseline]["seeds"]
     if not others or not base:
         return "(no paired rows yet)"
-    marks = {1: " ▲", -1: " ▼", 0: ""}
     lines = ["| sub-score | " + s.baseline + " | " + " | ".join(f"Δ {r.name}" for r in others) + " |",
              "|---|---|" + "---|" * len(others)]
     for key in subscore_keys(rows):
@@ -257,7 +255,7 @@ def subscore_table(s, rows: dict) -> str:
         cells = []
         for r in others:
             d = rows[r.name]["subscores_vs_baseline"].get(key)
-            cells.append(fmt(as_interval(d), signed=True) + marks[d["sign"]] if d else "—")
+            cells.append(fmt(as_interval(d), signed=True) + SIGN_MARKS[d["sign"]] if d else "—")
         lines.append(f"| {key} | {sum(vals) / len(vals):.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
