@@ -103,3 +103,11 @@ def test_a_temporal_difference_reward_is_blind_at_the_ends_before_any_training()
     profile = (profile / profile.mean(dim=1, keepdim=True)).mean(0)
     assert profile[0] < 0.8 and profile[-1] < 0.8
     assert profile[2:-2].min() > 0.95
+
+
+def test_legend_labels_shorten_checkpoint_paths_to_their_run_folders():
+    from stream_r1.evaluation.diagnose import legend_label
+
+    assert legend_label("runs/c/runs/stream-r1-intra-only/seed_0/student.safetensors") == "stream-r1-intra-only/seed_0"
+    assert legend_label("toy-dmd-small") == "toy-dmd-small"
+    assert legend_label("ground-truth") == "ground-truth"

@@ -89,6 +89,15 @@ def diagnose(checkpoints: list[str], reward: str, reweight: dict, split: str = "
     return result
 
 
+def legend_label(name: str) -> str:
+    """A checkpoint file's name in a legend: its two parent folders (runs/x/runs/ROW/seed_0/student.safetensors
+    -> ROW/seed_0), which tell compare runs apart where the full path would push the legend off the figure."""
+    path = Path(name)
+    if path.suffix in (".safetensors", ".pt") and len(path.parts) > 2:
+        return "/".join(path.parent.parts[-2:])
+    return name
+
+
 def plot_profiles(result: dict, path: str | Path) -> None:
     """Two panels: step/speed per frame gap (chunk boundaries dashed) and the temporal weight per frame."""
     import matplotlib
@@ -100,8 +109,8 @@ def plot_profiles(result: dict, path: str | Path) -> None:
     chunk = next((p["frames_per_chunk"] for p in result["profiles"].values() if "frames_per_chunk" in p), None)
     for name, p in result["profiles"].items():
         gaps = np.arange(len(p["step_over_speed"])) + 0.5
-        ax_m.plot(gaps, p["step_over_speed"], marker="o", label=name)
-        ax_w.plot(np.arange(len(p["temporal_weight"])), p["temporal_weight"], marker="o", label=name)
+        ax_m.plot(gaps, p["step_over_speed"], marker="o", label=legend_label(name))
+        ax_w.plot(np.arange(len(p["temporal_weight"])), p["temporal_weight"], marker="o", label=legend_label(name))
     if chunk:
         n = len(next(iter(result["profiles"].values()))["temporal_weight"])
         for b in range(chunk, n, chunk):
@@ -113,8 +122,10 @@ def plot_profiles(result: dict, path: str | Path) -> None:
     ax_w.set(xlabel="frame", ylabel="Intra-Perplexity temporal weight w_t",
              title=f"Where Stream-R1's weight lands ({result['reward']})")
     handles, labels = ax_m.get_legend_handles_labels()  # one legend for both panels, below them
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    ncol = min(len(labels), 3)  # wrap: five entries in one row ran off both edges
+    legend_rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle(f"{result['videos']} videos, {result['split']} split", fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.045 * legend_rows + 0.02, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
