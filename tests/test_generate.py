@@ -101,3 +101,21 @@ def test_evaluate_checkpoint_writes_json_and_a_strip_above_ground_truth(tmp_path
     expected = frame_strip([result["_videos"][0], result["_truth"][0], result["_videos"][1], result["_truth"][1]],
                            scale=4)
     assert image.shape == expected.shape and (image == expected).all()
+
+
+def test_frame_strip_labels_write_a_margin_beside_unchanged_frames():
+    """Labels add a left margin with text and leave the frames as the unlabelled strip has them."""
+    import numpy as np
+    import pytest
+
+    from stream_r1.generation.video_io import frame_strip
+
+    rng = np.random.default_rng(0)
+    videos = [rng.integers(0, 255, (3, 8, 8, 3), dtype=np.uint8) for _ in range(2)]
+    plain = frame_strip(videos, scale=2)
+    labelled = frame_strip(videos, scale=2, labels=["held-out 1", "W_intra 1"], label_width=80)
+    assert labelled.shape == (plain.shape[0], plain.shape[1] + 80, 3)
+    assert np.array_equal(labelled[:, 80:], plain)
+    assert (labelled[:, :80] > 240).any()  # the text is drawn in white on the grey margin
+    with pytest.raises(ValueError, match="one label per video"):
+        frame_strip(videos, labels=["only one"])

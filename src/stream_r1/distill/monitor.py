@@ -53,6 +53,7 @@ def evaluate_student(d, writer, step: int | None = None, heldout: tuple | None =
     for k in ("vq", "mq", "ta", "total"):
         writer.add_scalar(f"toybench/{k}", summary[k], step)
     rows = videos[:6]
+    labels = [f"held-out {i + 1}" for i in range(len(rows))]
     last = getattr(d.reweighter, "last", {}) if d.reweighter is not None else {}
     if "w_intra" in last:
         size = videos[0].shape[1]
@@ -60,7 +61,8 @@ def evaluate_student(d, writer, step: int | None = None, heldout: tuple | None =
             rows.append(to_uint8(last["pixels"][i]).numpy())
             rows.append(heat(last["saliency"][i], size))
             rows.append(heat(last["w_intra"][i, 0], size))
-    grid = frame_strip(rows, scale=4)
+            labels += [f"rollout {i + 1}", f"  saliency {i + 1}", f"  W_intra {i + 1}"]
+    grid = frame_strip(rows, scale=4, labels=labels)
     out = Path(d.run_dir) / "samples"
     out.mkdir(parents=True, exist_ok=True)
     iio.imwrite(out / f"step_{step:06d}.png", grid)

@@ -62,8 +62,10 @@ def read_video(path: str | Path, size: int | tuple[int, int]) -> np.ndarray:
     return frames.astype(np.uint8)
 
 
-def frame_strip(videos: list[np.ndarray], scale: int = 4, gap: int = 1) -> np.ndarray:
-    """One image: a row per video, its frames side by side (uint8 [H', W', 3])."""
+def frame_strip(videos: list[np.ndarray], scale: int = 4, gap: int = 1, labels: list[str] | None = None,
+                label_width: int = 120) -> np.ndarray:
+    """One image: a row per video, its frames side by side (uint8 [H', W', 3]); with `labels`, each row's name is
+    written in a margin on the left, so a grid of videos and heat maps says which row is which."""
     rows = []
     for v in videos:
         v = upscale(np.asarray(v, dtype=np.uint8), scale)
@@ -72,10 +74,22 @@ def frame_strip(videos: list[np.ndarray], scale: int = 4, gap: int = 1) -> np.nd
         for i in range(t):
             row[:, i * (w + gap) : i * (w + gap) + w] = v[i]
         rows.append(row)
+    if labels is not None and len(labels) != len(rows):
+        raise ValueError(f"{len(labels)} labels for {len(rows)} rows; give one label per video")
+    margin = label_width if labels else 0
     width = max(r.shape[1] for r in rows)
-    out = np.full((sum(r.shape[0] + gap for r in rows) - gap, width, 3), 128, np.uint8)
-    y = 0
+    out = np.full((sum(r.shape[0] + gap for r in rows) - gap, margin + width, 3), 128, np.uint8)
+    y, starts = 0, []
     for r in rows:
-        out[y : y + r.shape[0], : r.shape[1]] = r
+        out[y : y + r.shape[0], margin : margin + r.shape[1]] = r
+        starts.append((y, r.shape[0]))
         y += r.shape[0] + gap
+    if labels:
+        from PIL import Image, ImageDraw
+
+        image = Image.fromarray(out)
+        draw = ImageDraw.Draw(image)
+        for text, (top, height) in zip(labels, starts, strict=True):
+            draw.text((4, top + height // 2), text, fill=(255, 255, 255), anchor="lm")
+        out = np.asarray(image).copy()
     return out
