@@ -51,3 +51,15 @@ def test_pairs_can_be_cut_to_named_seeds(tmp_path):
     b = write_results(tmp_path / "b.json", "y", {"0": 0.0, "1": 0.0, "2": 0.0})
     pairs = tool.load_pairs([a, "x", b, "y"], only={"0", "1"})
     assert "| x − y (2) | +1.500 ±" in tool.table(pairs, ["toybench/vq"], ["VQ"])
+
+
+def test_means_summarise_each_row_with_its_reward_reliability(tmp_path):
+    tool = load_tool()
+    a = write_results(tmp_path / "a.json", "x", {"0": 1.0, "1": 3.0})
+    rows = json.loads(Path(a).read_text())
+    for s, rec in rows["rows"]["x"]["seeds"].items():
+        rec["reliability"] = {"vq": 0.2, "mq": 0.4 + int(s) * 0.2, "ta": -0.1}
+    Path(a).write_text(json.dumps(rows))
+    text = tool.means_table([("x", tool.row_seeds(a, "x"))])
+    assert "| x (2) | 2.000 ± 12.706 |" in text  # s = √2, n = 2: half-width = t(0.975, df 1) = 12.706
+    assert text.rstrip().endswith("| 0.20 / 0.50 / -0.10 |")

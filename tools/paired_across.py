@@ -3,9 +3,11 @@
 Two results directories can be paired when a row they share reproduces exactly (the runs are seeded): e.g.
 the LR control of one comparison against the faithful row of another. A side may name several results files
 joined by commas: the row's seeds are merged (a seed recorded in two of them must agree). Prints one markdown
-table; --subscores adds a table of the ToyBench sub-scores.
+table; --subscores adds a table of the ToyBench sub-scores. With --means the words come in twos and each row is
+summarised alone: its seeds' mean ± 95% CI per axis and the mean Spearman ρ of the reward on its videos.
 
     python tools/paired_across.py A/results.json "row a" B/results.json,C/results.json "row b" [...more pairs]
+    python tools/paired_across.py --means A/results.json "row a" B/results.json,C/results.json "row b" [...]
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stream_r1.common.stats import SIGN_MARKS, paired_difference
+from stream_r1.common.stats import SIGN_MARKS, mean_ci, paired_difference
 from stream_r1.evaluation.compare_report import fmt
 
 METRICS = ("toybench/vq", "toybench/mq", "toybench/ta", "toybench/total")
@@ -61,6 +63,18 @@ def table(pairs: list[tuple[str, dict, dict]], metrics: list[str], header: list[
     return "\n".join(lines)
 
 
+def means_table(rows: list[tuple[str, dict]]) -> str:
+    """One markdown row per (label, seeds): mean ± CI of each ToyBench axis, then ρ of the reward per axis (mean
+    over seeds; compare records it per run as `reliability`)."""
+    lines = ["| row (seeds) | VQ | MQ | TA | total | ρ VQ / MQ / TA |", "|---" * 6 + "|"]
+    for label, seeds in rows:
+        cells = [fmt(mean_ci(list(metric_values(seeds, m).values()))) for m in METRICS]
+        rho = [[rec["reliability"][axis] for rec in seeds.values() if "reliability" in rec] for axis in AXIS_ORDER]
+        rho_cell = " / ".join(f"{sum(r) / len(r):.2f}" for r in rho) if all(rho) else "–"
+        lines.append(f"| {label} ({len(seeds)}) | " + " | ".join(cells) + f" | {rho_cell} |")
+    return "\n".join(lines)
+
+
 def load_pairs(words: list[str], only: set[str] | None = None) -> list[tuple[str, dict, dict]]:
     """(label, seeds of a, seeds of b) per RESULTS_A ROW_A RESULTS_B ROW_B, each file read once; `only` cuts the
     seeds of a (pairing then uses the seeds both sides hold)."""
@@ -75,10 +89,17 @@ def load_pairs(words: list[str], only: set[str] | None = None) -> list[tuple[str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("pairs", nargs="+", help="RESULTS_A ROW_A RESULTS_B ROW_B, repeated")
+    ap.add_argument("pairs", nargs="+", help="RESULTS_A ROW_A RESULTS_B ROW_B, repeated (with --means: RESULTS ROW)")
     ap.add_argument("--subscores", action="store_true", help="also print the ToyBench sub-scores, paired")
     ap.add_argument("--seeds", help="pair on these seeds only (comma-separated), e.g. to match another table's")
+    ap.add_argument("--means", action="store_true", help="words are RESULTS ROW pairs; print each row's means")
     args = ap.parse_args()
+    if args.means:
+        if len(args.pairs) % 2:
+            raise SystemExit("with --means give RESULTS ROW, two words each")
+        print(means_table([(row, row_seeds(res, row)) for res, row in
+                           zip(args.pairs[::2], args.pairs[1::2], strict=True)]))
+        return
     if len(args.pairs) % 4:
         raise SystemExit("give the pairs as RESULTS_A ROW_A RESULTS_B ROW_B, four words each")
     pairs = load_pairs(args.pairs, set(args.seeds.split(",")) if args.seeds else None)
