@@ -63,3 +63,16 @@ def test_means_summarise_each_row_with_its_reward_reliability(tmp_path):
     text = tool.means_table([("x", tool.row_seeds(a, "x"))])
     assert "| x (2) | 2.000 ± 12.706 |" in text  # s = √2, n = 2: half-width = t(0.975, df 1) = 12.706
     assert text.rstrip().endswith("| 0.20 / 0.50 / -0.10 |")
+
+
+def test_reward_scores_pair_like_toybench(tmp_path):
+    tool = load_tool()
+    a = write_results(tmp_path / "a.json", "x", {"0": 1.0, "1": 2.0})
+    b = write_results(tmp_path / "b.json", "y", {"0": 0.0, "1": 0.0})
+    for path, bump in ((a, 0.5), (b, 0.0)):
+        rows = json.loads(Path(path).read_text())
+        for rec in next(iter(rows["rows"].values()))["seeds"].values():
+            rec["values"] |= {"reward/vq": bump, "reward/mq": bump, "reward/ta": bump}
+        Path(path).write_text(json.dumps(rows))
+    text = tool.table(tool.load_pairs([a, "x", b, "y"]), list(tool.REWARD_METRICS), ["rVQ", "rMQ", "rTA"])
+    assert "| x − y (2) | +0.500 ± 0.000 ▲ | +0.500 ± 0.000 ▲ | +0.500 ± 0.000 ▲ |" in text

@@ -3,8 +3,10 @@
 Two results directories can be paired when a row they share reproduces exactly (the runs are seeded): e.g.
 the LR control of one comparison against the faithful row of another. A side may name several results files
 joined by commas: the row's seeds are merged (a seed recorded in two of them must agree). Prints one markdown
-table; --subscores adds a table of the ToyBench sub-scores. With --means the words come in twos and each row is
-summarised alone: its seeds' mean ± 95% CI per axis and the mean Spearman ρ of the reward on its videos.
+table; --subscores adds a table of the ToyBench sub-scores, --reward one of the evaluation reward's scores (set
+beside the ToyBench table, it shows reward hacking: the reward up where ToyBench is not). With --means the words
+come in twos and each row is summarised alone: its seeds' mean ± 95% CI per axis and the mean Spearman ρ of the
+reward on its videos.
 
     python tools/paired_across.py A/results.json "row a" B/results.json,C/results.json "row b" [...more pairs]
     python tools/paired_across.py --means A/results.json "row a" B/results.json,C/results.json "row b" [...]
@@ -20,6 +22,7 @@ from stream_r1.common.stats import SIGN_MARKS, mean_ci, paired_difference
 from stream_r1.evaluation.compare_report import fmt
 
 METRICS = ("toybench/vq", "toybench/mq", "toybench/ta", "toybench/total")
+REWARD_METRICS = ("reward/vq", "reward/mq", "reward/ta")  # compare's evaluation reward (z-scores), per axis
 AXIS_ORDER = ("vq", "mq", "ta")  # sub-scores are named <axis>_<what>
 
 
@@ -91,6 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pairs", nargs="+", help="RESULTS_A ROW_A RESULTS_B ROW_B, repeated (with --means: RESULTS ROW)")
     ap.add_argument("--subscores", action="store_true", help="also print the ToyBench sub-scores, paired")
+    ap.add_argument("--reward", action="store_true", help="also print the evaluation reward's scores, paired")
     ap.add_argument("--seeds", help="pair on these seeds only (comma-separated), e.g. to match another table's")
     ap.add_argument("--means", action="store_true", help="words are RESULTS ROW pairs; print each row's means")
     args = ap.parse_args()
@@ -104,6 +108,9 @@ def main() -> None:
         raise SystemExit("give the pairs as RESULTS_A ROW_A RESULTS_B ROW_B, four words each")
     pairs = load_pairs(args.pairs, set(args.seeds.split(",")) if args.seeds else None)
     print(table(pairs, list(METRICS), ["VQ", "MQ", "TA", "total"]))
+    if args.reward:
+        print()
+        print(table(pairs, list(REWARD_METRICS), ["reward VQ", "reward MQ", "reward TA"]))
     if args.subscores:
         first = next(iter(pairs[0][1].values()))
         names = sorted(first.get("subscores", {}), key=lambda n: (AXIS_ORDER.index(n.split("_")[0]), n))
