@@ -76,3 +76,13 @@ def test_reward_scores_pair_like_toybench(tmp_path):
         Path(path).write_text(json.dumps(rows))
     text = tool.table(tool.load_pairs([a, "x", b, "y"]), list(tool.REWARD_METRICS), ["rVQ", "rMQ", "rTA"])
     assert "| x − y (2) | +0.500 ± 0.000 ▲ | +0.500 ± 0.000 ▲ | +0.500 ± 0.000 ▲ |" in text
+
+
+def test_forest_plot_draws_one_point_per_pair_and_axis(tmp_path):
+    tool = load_tool()
+    a = write_results(tmp_path / "a.json", "x", {"0": 1.0, "1": 2.0})
+    b = write_results(tmp_path / "b.json", "y", {"0": 0.5, "1": 1.0})
+    out = tmp_path / "pairs.png"
+    drawn = tool.forest_plot(tool.load_pairs([a, "x", b, "y", b, "y", a, "x"]), out)
+    assert [iv.mean for iv in drawn["toybench/vq"]] == [0.75, -0.75] and len(drawn) == 4
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -9,6 +9,7 @@ come in twos and each row is summarised alone: its seeds' mean ± 95% CI per axi
 reward on its videos.
 
     python tools/paired_across.py A/results.json "row a" B/results.json,C/results.json "row b" [...more pairs]
+    python tools/paired_across.py ... --plot pairs.png   # the same pairs as a forest plot
     python tools/paired_across.py --means A/results.json "row a" B/results.json,C/results.json "row b" [...]
 """
 
@@ -78,6 +79,34 @@ def means_table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def forest_plot(pairs: list[tuple[str, dict, dict]], path: Path) -> dict[str, list]:
+    """One panel per ToyBench axis: each pair's paired mean with its 95% interval, zero dashed (a forest plot).
+    Returns the intervals drawn, per axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn = {}
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 1.2 + 0.4 * len(pairs)),
+                             sharex=True, sharey=True)  # one scale: the axes' intervals compare at a glance
+    y = list(range(len(pairs)))
+    for ax, metric in zip(axes, METRICS, strict=True):
+        ivs = drawn[metric] = [paired_difference(metric_values(sa, metric), metric_values(sb, metric))
+                               for _, sa, sb in pairs]
+        colours = ["tab:green" if iv.sign() > 0 else "tab:red" if iv.sign() < 0 else "tab:gray" for iv in ivs]
+        for yi, iv, colour in zip(y, ivs, colours, strict=True):
+            ax.errorbar(iv.mean, yi, xerr=0 if iv.n < 2 else iv.half_width, fmt="o", color=colour, capsize=3)
+        ax.axvline(0, color="black", linestyle="--", linewidth=0.8)
+        ax.set_title(f"Δ ToyBench {metric.split('/')[1]} (paired, 95% CI)", fontsize=9)
+        ax.set_yticks(y, [f"{label} ({iv.n})" for (label, _, _), iv in zip(pairs, ivs, strict=True)], fontsize=8)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return drawn
+
+
 def load_pairs(words: list[str], only: set[str] | None = None) -> list[tuple[str, dict, dict]]:
     """(label, seeds of a, seeds of b) per RESULTS_A ROW_A RESULTS_B ROW_B, each file read once; `only` cuts the
     seeds of a (pairing then uses the seeds both sides hold)."""
@@ -95,6 +124,7 @@ def main() -> None:
     ap.add_argument("pairs", nargs="+", help="RESULTS_A ROW_A RESULTS_B ROW_B, repeated (with --means: RESULTS ROW)")
     ap.add_argument("--subscores", action="store_true", help="also print the ToyBench sub-scores, paired")
     ap.add_argument("--reward", action="store_true", help="also print the evaluation reward's scores, paired")
+    ap.add_argument("--plot", type=Path, help="also draw the pairs' ToyBench differences as a forest plot (PNG)")
     ap.add_argument("--seeds", help="pair on these seeds only (comma-separated), e.g. to match another table's")
     ap.add_argument("--means", action="store_true", help="words are RESULTS ROW pairs; print each row's means")
     args = ap.parse_args()
@@ -108,6 +138,8 @@ def main() -> None:
         raise SystemExit("give the pairs as RESULTS_A ROW_A RESULTS_B ROW_B, four words each")
     pairs = load_pairs(args.pairs, set(args.seeds.split(",")) if args.seeds else None)
     print(table(pairs, list(METRICS), ["VQ", "MQ", "TA", "total"]))
+    if args.plot:
+        forest_plot(pairs, args.plot)
     if args.reward:
         print()
         print(table(pairs, list(REWARD_METRICS), ["reward VQ", "reward MQ", "reward TA"]))
