@@ -1,7 +1,8 @@
 """What the rollout weights and the balancer did in distillation runs, read from their metrics.jsonl.
 
 Per run: the mean over logged steps of the batch's mean / largest / smallest rollout weight (inter/w_*), the
-median of largest/smallest, and how often the per-axis balancer's MQ share left 1/3 (by more than 0.01):
+median of largest/smallest, how often the per-axis balancer's MQ share left 1/3 (by more than 0.01), and the
+global-penalty balancer's penalty (mean, largest, share of steps where it is above 0):
     python tools/weight_spread.py runs/compare-small-11/runs/*/seed_*
 """
 
@@ -25,6 +26,10 @@ def spread(metrics: Path) -> dict:
     if lam:
         out |= {"lambda_mq_mean": statistics.mean(lam), "lambda_mq_min": min(lam), "lambda_mq_max": max(lam),
                 "lambda_moved": sum(abs(x - 1 / 3) > 0.01 for x in lam) / len(lam)}
+    penalty = [r["balance/global_penalty"] for r in recs if "balance/global_penalty" in r]
+    if any(penalty):
+        out |= {"penalty_mean": statistics.mean(penalty), "penalty_max": max(penalty),
+                "penalty_on": sum(x > 0 for x in penalty) / len(penalty)}
     return out
 
 
@@ -38,6 +43,9 @@ def line(run: Path, s: dict) -> str:
     elif "lambda_moved" in s:
         text += (f"; lambda_mq mean {s['lambda_mq_mean']:.3f} (range {s['lambda_mq_min']:.2f}-{s['lambda_mq_max']:.2f},"
                  f" off 1/3 on {100 * s['lambda_moved']:.0f}% of steps)")
+    if "penalty_on" in s:
+        text += (f"; global penalty mean {s['penalty_mean']:.3f}, max {s['penalty_max']:.3f},"
+                 f" above 0 on {100 * s['penalty_on']:.0f}% of steps")
     return text
 
 
